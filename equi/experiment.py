@@ -1,0 +1,121 @@
+"""One run: compose → seed → task runner → results.json (+ W&B). run.py calls ``hydra_entry``."""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from . import tasks
+from .config import CONF_DIR, run_key
+from .errors import ConfigError, UserError
+from .hardware import device_for
+from .logger import NullLogger, create_logger
+from .results import RESULTS, finished, git_commit, package_versions, write_json_atomic
+
+
+@dataclass
+class RunContext:
+    """What a task runner gets besides its config."""
+
+    device: torch.device
+    logger: NullLogger
+    run_dir: Path
+    cache_dir: Path  # checkpoints shared between runs (pretrained models), keyed by config
+    data_dir: Path
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def effective_config(cfg: DictConfig) -> DictConfig:
+    """The config a runner sees: with fast=true, task.fast merged over task."""
+    if cfg.method.name not in cfg.task.methods:
+        raise ConfigError(
+            f"task {cfg.task.name!r} does not support method {cfg.method.name!r}; supported: {', '.join(cfg.task.methods)}"
+        )
+    if not cfg.fast:
+        return cfg
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.task = OmegaConf.merge(cfg.task, cfg.task.fast)
+    return cfg
+
+
+def execute(cfg: DictConfig, run_dir: str | Path) -> dict:
+    """Run one experiment into run_dir, or return the stored record if it already finished."""
+    run_dir = Path(run_dir)
+    device = device_for(cfg.hardware)
+    key = run_key(cfg)
+    done = finished(run_dir, key)
+    if done and not cfg.force:
+        if (done["label"], done["paper"]) != (cfg.label, cfg.paper):  # same numbers, shown in another table row
+            done = {**done, "label": cfg.label, "paper": cfg.paper}
+            write_json_atomic(run_dir / RESULTS, done)
+        print(f"skip: finished run in {run_dir} (force=true reruns it)")
+        return done
+    run_cfg = effective_config(cfg)
+    config = OmegaConf.to_container(run_cfg, resolve=True)
+    seed_everything(cfg.seed)
+    ctx = RunContext(
+        device=device,
+        logger=NullLogger(),
+        run_dir=run_dir,
+        cache_dir=Path(cfg.paths.outputs) / "cache",
+        data_dir=Path(cfg.paths.data),
+    )
+    ctx.logger = create_logger(cfg.logger, run_dir, config, name=run_dir.name)
+    start = time.perf_counter()
+    try:
+        metrics = tasks.runner(cfg.task.name)(run_cfg, ctx)
+    finally:
+        wall = time.perf_counter() - start
+    record = {
+        "run_key": key,
+        "task": cfg.task.name,
+        "method": cfg.method.name,
+        "label": cfg.label,
+        "paper": cfg.paper,
+        "seed": cfg.seed,
+        "metrics": metrics,
+        "wall_time_s": round(wall, 2),
+        "git_commit": git_commit(),
+        "packages": package_versions(),
+        "config": config,
+    }
+    write_json_atomic(run_dir / RESULTS, record)
+    ctx.logger.summary({**metrics, "wall_time_s": wall})
+    ctx.logger.finish()
+    print_summary(record, run_dir)
+    return record
+
+
+def print_summary(record: dict, run_dir: Path) -> None:
+    rows = [(k, f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in record["metrics"].items()]
+    rows.append(("wall_time_s", f"{record['wall_time_s']:.1f}"))
+    width = max(len(k) for k, _ in rows)
+    print(f"\n{record['label']} · task={record['task']} method={record['method']} seed={record['seed']}")
+    print(f"  {'metric':<{width}}  value")
+    for k, v in rows:
+        print(f"  {k:<{width}}  {v}")
+    print(f"  results: {run_dir / RESULTS}")
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+def hydra_entry(cfg: DictConfig) -> None:
+    try:
+        execute(cfg, HydraConfig.get().runtime.output_dir)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

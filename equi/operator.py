@@ -1,0 +1,70 @@
+"""The one operator every method shares:
+
+    out(x) = Σ_g λ(g·x) · g⁻¹·M(g·x) / Σ_g λ(g·x)
+
+Uniform λ is equitune, an argmin indicator of a proxy loss is equizero, a λ-network is
+λ-equitune (``equi.weighting``). All |G| views go through the model in one batched pass.
+With ``invariant=True`` the outputs are not transformed back (class logits, values).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .groups import FiniteGroup
+from .weighting import Uniform, Weighting
+
+
+class EquivariantWrapper(nn.Module):
+    """Wrap any model M so that it becomes G-equivariant (or G-invariant).
+
+    encoder: optional; then M = model ∘ encoder and the weighting sees the encoder's
+    features of each view, so one encoder pass feeds both (CLIP's λ-network, a CNN's
+    frozen backbone).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        group: FiniteGroup,
+        weighting: Weighting | None = None,
+        *,
+        invariant: bool = False,
+        encoder: nn.Module | None = None,
+    ):
+        super().__init__()
+        self.model = model
+        self.group = group
+        self.weighting = weighting if weighting is not None else Uniform()
+        self.invariant = invariant
+        self.encoder = encoder
+
+    def views(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """g⁻¹·M(g·x) for every g, shape (|G|, B, …), and what λ sees of each view."""
+        n, batch = self.group.order, x.shape[0] if x.ndim else 0
+        transformed = self.group.orbit(x)
+        features = self.encoder(transformed) if self.encoder is not None else transformed
+        y = self.model(features)
+        if y.shape[0] != n * batch:
+            raise ValueError(f"model returned a batch of {y.shape[0]} for {n}×{batch} transformed inputs")
+        y = y.reshape(n, batch, *y.shape[1:])
+        if not self.invariant:
+            self.group.output_action.check(y[0])
+            y = torch.stack([self.group.act_output(self.group.inverse(g), y[g]) for g in self.group.elements])
+        return y, features.reshape(n, batch, *features.shape[1:])
+
+    def aggregate(self, views: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weighted average over the group axis; returns (output, normalised weights (|G|, B))."""
+        weights = self.weighting(views, features)
+        weights = weights / weights.sum(0, keepdim=True)
+        expand = weights.reshape(*weights.shape, *([1] * (views.ndim - 2)))
+        out = (expand * views).sum(0)
+        if self.weighting.straight_through:
+            mean = views.mean(0)
+            out = mean + (out - mean).detach()
+        return out, weights
+
+    def forward(self, x: torch.Tensor, return_weights: bool = False):
+        out, weights = self.aggregate(*self.views(x))
+        return (out, weights) if return_weights else out

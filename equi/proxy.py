@@ -1,0 +1,48 @@
+"""Proxy losses for equizero: lower means "the model is more at home with this view".
+
+Each takes outputs of shape (…, C), scores over C classes/actions/tokens, and returns
+one loss per leading position (…); the operator averages any axes beyond (|G|, B), e.g.
+the time axis of a decoded sequence. Adding a proxy is adding one function to PROXIES.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+Proxy = Callable[[torch.Tensor], torch.Tensor]
+
+
+def entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of softmax(logits): confident predictions have low entropy."""
+    log_p = torch.log_softmax(logits, dim=-1)
+    return -(log_p.exp() * log_p).sum(-1)
+
+
+def neg_max_prob(logits: torch.Tensor) -> torch.Tensor:
+    """Negative largest softmax probability.
+
+    For Q-values this is the paper's "negative softmax-normalised value" (DQN, appendix
+    C.1): normalise Q over actions by a softmax and prefer the view with the largest one.
+    """
+    return -torch.softmax(logits, dim=-1).amax(-1)
+
+
+def neg_similarity(scores: torch.Tensor) -> torch.Tensor:
+    """Negative best raw score, e.g. CLIP's image–text similarity with the best class."""
+    return -scores.amax(-1)
+
+
+PROXIES: dict[str, Proxy] = {
+    "entropy": entropy,
+    "neg_max_prob": neg_max_prob,
+    "neg_softmax_value": neg_max_prob,
+    "neg_similarity": neg_similarity,
+}
+
+
+def get_proxy(name: str) -> Proxy:
+    if name not in PROXIES:
+        raise ValueError(f"unknown proxy loss {name!r}; choose one of: {', '.join(sorted(PROXIES))}")
+    return PROXIES[name]

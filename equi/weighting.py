@@ -1,0 +1,88 @@
+"""How much each group view counts: λ(g·x) in the operator.
+
+Uniform λ is equitune, an indicator of the argmin of a proxy loss is equizero, a small
+network is λ-equitune. Each returns non-negative weights of shape (|G|, B); the operator
+normalises them over the group.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .proxy import Proxy, get_proxy
+
+
+class Weighting(nn.Module):
+    """Base class. ``straight_through``: forward uses these weights, gradients equitune's."""
+
+    straight_through = False
+
+    def forward(self, outputs: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """outputs: g⁻¹·M(g·x), shape (|G|, B, …); features: what λ sees of g·x, (|G|, B, …)."""
+        raise NotImplementedError
+
+
+class Uniform(Weighting):
+    """Equitune: every view counts the same."""
+
+    def forward(self, outputs, features):
+        return outputs.new_ones(outputs.shape[:2])
+
+
+class ProxyArgmin(Weighting):
+    """Equizero: all weight on the view with the lowest proxy loss.
+
+    Views tied within ``tie_tol`` share the weight equally: an input fixed by some g (a
+    command without the swapped words) gives identical views, and picking one of them by
+    index would break equivariance. The proxy must be invariant under the output action
+    (entropy of class scores is; entropy of the coordinates of an output vector is not).
+
+    The argmin has no gradient, so training uses the straight-through estimator
+    out = mean + (chosen − mean).detach(): the forward pass is equizero's, the gradient
+    equitune's (the paper's finetuning recipe). ``class_dim`` is the class axis of one
+    sample's output (-1 for logits; 0 for dense (C, H, W) maps).
+    """
+
+    def __init__(self, proxy: str | Proxy, straight_through: bool = True, class_dim: int = -1, tie_tol: float = 1e-5):
+        super().__init__()
+        self.tie_tol = tie_tol
+        self.proxy = get_proxy(proxy) if isinstance(proxy, str) else proxy
+        self.straight_through = straight_through
+        self.class_dim = class_dim
+
+    def forward(self, outputs, features):
+        with torch.no_grad():
+            axis = self.class_dim if self.class_dim < 0 else self.class_dim + 2
+            loss = self.proxy(outputs.movedim(axis, -1))
+            loss = loss.reshape(*outputs.shape[:2], -1).mean(-1)
+            return (loss <= loss.amin(0, keepdim=True) + self.tie_tol).to(outputs.dtype)
+
+
+class LambdaNet(Weighting):
+    """λ-equitune: λ(g·x) = exp(MLP(features of g·x)), positive by construction.
+
+    Fed with the view itself or, when the operator has an encoder, with its features
+    (so the expensive encoder pass is shared with the model).
+    """
+
+    def __init__(self, in_features: int, hidden: int = 100, layers: int = 2):
+        super().__init__()
+        if layers < 1:
+            raise ValueError(f"a λ-network needs at least one layer, got {layers}")
+        dims = [in_features] + [hidden] * (layers - 1) + [1]
+        blocks: list[nn.Module] = [nn.Flatten()]
+        for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
+            blocks.append(nn.Linear(d_in, d_out))
+            if i < len(dims) - 2:
+                blocks.append(nn.ReLU())
+        self.net = nn.Sequential(*blocks)
+        self.in_features = in_features
+
+    def forward(self, outputs, features):
+        g, b = features.shape[:2]
+        flat = features.reshape(g * b, -1)
+        if flat.shape[1] != self.in_features:
+            raise ValueError(f"λ-network expects {self.in_features} input features per view, got {flat.shape[1]}")
+        score = self.net(flat).reshape(g, b)
+        return torch.softmax(score, dim=0)  # exp(score) normalised over the group, overflow-free

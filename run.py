@@ -1,0 +1,27 @@
+#!/usr/bin/env python
+"""The one entrypoint: python run.py task=<task> method=<method> hardware=<cpu|cuda|multigpu> [-m sweeps].
+
+python run.py --help lists the config groups and their choices.
+"""
+
+import sys
+
+from hydra._internal.utils import get_args_parser
+
+from equi.config import check_cli
+
+
+def main() -> None:
+    args = get_args_parser().parse_args()
+    if not (args.help or args.hydra_help or args.cfg or args.info or args.shell_completion):
+        problem = check_cli(args.overrides)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            sys.exit(2)
+    from equi.experiment import hydra_entry
+
+    hydra_entry()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+#!/usr/bin/env python
+"""Collect results.json files into a markdown table: mean (std) over seeds beside the paper's number.
+
+    python scripts/collect_results.py --task synthetic --paper-rows [--runs outputs/runs] [--out table.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def load(runs: Path, task: str | None, include_fast: bool, paper_rows: bool) -> list[dict]:
+    records = []
+    for path in sorted(runs.glob("*/results.json")):
+        record = json.loads(path.read_text())
+        if task and record["task"] != task:
+            continue
+        if record["config"].get("fast") and not include_fast:
+            continue
+        if paper_rows and not record.get("paper"):
+            continue
+        records.append(record)
+    return records
+
+
+def mean_std(values: list[float]) -> str:
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ({std:.3f})"
+
+
+def table(records: list[dict], metric: str | None) -> str:
+    rows: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        rows[r["label"]].append(r)
+    metric = metric or records[0]["config"]["task"].get("metric")
+    lines = [f"| model | {metric}: ours, mean (std) | seeds | paper |", "|---|---|---|---|"]
+    for label, group in sorted(rows.items()):
+        values = [r["metrics"][metric] for r in group if metric in r["metrics"]]
+        seeds = sorted({r["seed"] for r in group})
+        lines.append(f"| {label} | {mean_std(values)} | {len(seeds)} | {group[0].get('paper') or '-'} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=Path, default=REPO / "outputs" / "runs", help="folder of run dirs")
+    parser.add_argument("--task", help="only this task's runs")
+    parser.add_argument("--metric", help="metric to report (default: the task's config `metric`)")
+    parser.add_argument("--include-fast", action="store_true", help="also count fast=true smoke runs")
+    parser.add_argument("--paper-rows", action="store_true", help="only runs of experiments with a paper number")
+    parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
+    args = parser.parse_args()
+    records = load(args.runs, args.task, args.include_fast, args.paper_rows)
+    if not records:
+        print(f"error: no finished runs{f' of task {args.task}' if args.task else ''} under {args.runs}", file=sys.stderr)
+        return 1
+    text = table(records, args.metric)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

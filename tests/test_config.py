@@ -1,0 +1,101 @@
+"""The real config composes for every task, method and experiment; bad input gives one line."""
+
+import subprocess
+import sys
+
+import pytest
+
+from equi.config import GROUPS, check_cli, choices, compose_config, run_key
+
+from .conftest import REPO
+
+
+def test_config_groups_are_the_documented_ones():
+    assert GROUPS == ["experiment", "hardware", "logger", "method", "task"]
+    assert choices("method") == ["canonical_lambda", "equitune", "equizero", "lambda", "vanilla"]
+    assert choices("hardware") == ["cpu", "cuda", "multigpu"]
+    assert choices("logger") == ["none", "wandb"]
+
+
+def test_defaults_compose():
+    cfg = compose_config()
+    assert (cfg.task.name, cfg.method.name, cfg.hardware.name, cfg.logger.name) == ("synthetic", "canonical_lambda", "cpu", "wandb")
+    assert cfg.logger.mode == "offline"
+
+
+@pytest.mark.parametrize("task", choices("task"))
+def test_every_supported_method_composes(task):
+    for method in compose_config([f"task={task}"]).task.methods:
+        cfg = compose_config([f"task={task}", f"method={method}"])
+        assert cfg.method.name == method
+        assert check_cli([f"task={task}", f"method={method}"]) is None
+
+
+@pytest.mark.parametrize("experiment", choices("experiment"))
+def test_every_experiment_composes_with_a_label_and_paper_number(experiment):
+    cfg = compose_config([f"experiment={experiment}"])
+    assert cfg.method.name in cfg.task.methods
+    assert cfg.label and cfg.label != cfg.method.name
+    assert cfg.paper
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["method=equitun"], "unknown method 'equitun'; choose one of: canonical_lambda, equitune, equizero, lambda, vanilla"),
+        (["task=synthetc"], "unknown task 'synthetc'; choose one of: synthetic"),
+        (["hardware=tpu"], "unknown hardware 'tpu'; choose one of: cpu, cuda, multigpu"),
+        (["seeed=1"], "unknown config key 'seeed' (did you mean 'seed'?)"),
+        (["method.extra_rotation=3"], "unknown config key 'method.extra_rotation' (did you mean 'method.extra_rotations'?)"),
+        (["seed=abc"], "seed must be an integer, got 'abc'"),
+        (["task.lr=fast"], "task.lr must be a number, got 'fast'"),
+        (["method=equizero"], "task 'synthetic' does not support method 'equizero'; supported: vanilla, equitune, lambda, canonical_lambda"),
+        (["method=vanilla,equizer"], "unknown method 'equizer'"),
+        (["method=vanilla,equizero"], "task 'synthetic' does not support method 'equizero'"),
+    ],
+)
+def test_bad_overrides_are_named(overrides, message):
+    problem = check_cli(overrides)
+    assert problem is not None and problem.startswith(message)
+    assert "\n" not in problem
+
+
+def test_good_overrides_and_sweeps_pass():
+    assert check_cli(["seed=3", "method=vanilla", "task.epochs=5", "+extra=1", "logger=none"]) is None
+    assert check_cli(["seed=0,1,2", "method=vanilla,equitune", "experiment=d5_mlp,d5_canon"]) is None
+
+
+def test_run_key_ignores_hardware_and_logger_but_not_settings():
+    base = run_key(compose_config())
+    assert run_key(compose_config(["logger=none", "hardware=cuda"])) == base
+    assert run_key(compose_config(["seed=1"])) != base
+    assert run_key(compose_config(["method.extra_rotations=2"])) != base
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "run.py", *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_error_is_one_line_with_exit_code_2():
+    result = run_cli("method=equitun")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: unknown method 'equitun'; choose one of: canonical_lambda, equitune, equizero, lambda, vanilla"
+    )
+
+
+def test_cli_help_lists_groups_and_choices():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for line in ("method: canonical_lambda, equitune, equizero, lambda, vanilla", "hardware: cpu, cuda, multigpu", "logger: none, wandb"):
+        assert line in result.stdout
+
+
+def test_cli_gpu_request_without_gpu_is_one_line():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = run_cli("hardware=cuda", "fast=true", "logger=none")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: hardware=cuda asks for a GPU but torch sees none; use hardware=cpu"

@@ -1,0 +1,189 @@
+"""The operator: every group × weighting is equivariant (or invariant), numerically.
+
+Models are random and deliberately not symmetric, so any broken action shows up.
+"""
+
+import pytest
+import torch
+from torch import nn
+
+import equi
+from equi import groups as G
+
+TOL = 1e-4
+
+
+class SeqEncoder(nn.Module):
+    """Token ids (B, T) -> per-position features (B, T, H), mixing positions with a GRU."""
+
+    def __init__(self, vocab: int, hidden: int = 8):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, hidden)
+        self.gru = nn.GRU(hidden, hidden, batch_first=True)
+
+    def forward(self, tokens):
+        return self.gru(self.embed(tokens))[0]
+
+
+def cnn(out: int):
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, out))
+
+
+def make_cases():
+    """(name, group, model, encoder, x, invariant, λ feature size, proxy class axis)."""
+    img = torch.randn(4, 3, 6, 6)
+    vocab = G.vocabulary_cycles(["walk", "jump", "run", "look", "twice"], [["jump", "run"]],
+                                ["I_WALK", "I_JUMP", "I_RUN", "I_LOOK", "EOS"], [["I_JUMP", "I_RUN"]])
+    three = G.vocabulary_cycles(list("abcdef"), [["a", "b", "c"], ["d", "e"]])
+    cases = []
+    for group in (G.rot90(), G.flip(), G.rot90_flip(), G.identity()):
+        cases.append((f"{group.name}-classifier", group, cnn(7), None, img, True, 3 * 36, -1))
+        cases.append((f"{group.name}-dense", group, nn.Conv2d(3, 5, 3, padding=1), None, img, False, 3 * 36, 0))
+    tokens = torch.randint(0, 5, (4, 6))
+    cases.append(("vocab-seq", vocab, nn.Linear(8, 5), SeqEncoder(5), tokens, False, 6 * 8, -1))
+    cases.append(("vocab3-seq", three, nn.Linear(8, 6), SeqEncoder(6), torch.randint(0, 6, (4, 6)), False, 6 * 8, -1))
+    cases.append(("cartpole-q", G.reflection([-1.0] * 4, [1, 0]), nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 2)),
+                  None, torch.randn(4, 4), False, 4, -1))
+    acro = G.reflection([1, -1, 1, -1, -1, -1], [2, 1, 0])
+    cases.append(("acrobot-q", acro, nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3)), None, torch.randn(4, 6), False, 6, -1))
+    grid = G.grid_rotations([0, 4, 1, 2, 3])
+    cases.append(("grid-q", grid, nn.Sequential(nn.Conv2d(1, 3, 3), nn.Flatten(), nn.Linear(75, 5)), None,
+                  torch.randn(4, 1, 7, 7), False, 49, -1))
+    so2 = G.SO2(invariant_output=False)
+    cases.append(("C6-vectors-invariant", G.SO2().finite_subgroup(6), nn.Sequential(nn.Flatten(), nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3)),
+                  None, torch.randn(4, 3, 2), True, 6, -1))
+    cases.append(("C6-vectors-equivariant", so2.finite_subgroup(6), nn.Sequential(nn.Flatten(), nn.Linear(6, 4), nn.Unflatten(1, (2, 2))),
+                  None, torch.randn(4, 3, 2), False, 6, -1))
+    return cases
+
+
+def weightings(feature_dim, class_dim, vector_output=False):
+    if vector_output:  # no proxy loss is invariant under rotating output vectors
+        return {"equitune": equi.Uniform(), "lambda": equi.LambdaNet(feature_dim, hidden=16)}
+    return {
+        "equitune": equi.Uniform(),
+        "equizero-entropy": equi.ProxyArgmin("entropy", class_dim=class_dim),
+        "equizero-maxprob": equi.ProxyArgmin("neg_max_prob", class_dim=class_dim),
+        "equizero-similarity": equi.ProxyArgmin("neg_similarity", class_dim=class_dim),
+        "lambda": equi.LambdaNet(feature_dim, hidden=16),
+    }
+
+
+CASES = make_cases()
+PAIRS = [(case, w) for case in CASES for w in weightings(case[6], case[7], case[0] == "C6-vectors-equivariant")]
+
+
+@pytest.mark.parametrize("case,weighting", PAIRS, ids=[f"{c[0]}-{w}" for c, w in PAIRS])
+def test_every_group_and_weighting_is_equivariant(case, weighting):
+    name, group, model, encoder, x, invariant, feature_dim, class_dim = case
+    wrapped = equi.EquivariantWrapper(model, group, weightings(feature_dim, class_dim, name == "C6-vectors-equivariant")[weighting], invariant=invariant, encoder=encoder)
+    errors = equi.check_equivariance(wrapped, x, equi.group_pairs(group, invariant), atol=TOL)
+    assert len(errors) == group.order
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c[1].order > 1], ids=lambda c: c[0])
+def test_the_unwrapped_model_is_not_equivariant(case):
+    """The check has teeth: the raw models fail it."""
+    name, group, model, encoder, x, invariant, *_ = case
+    raw = nn.Sequential(encoder, model) if encoder is not None else model
+    with pytest.raises(AssertionError, match="not equivariant"):
+        equi.check_equivariance(raw, x, equi.group_pairs(group, invariant), atol=TOL)
+
+
+class BrokenRot90:
+    """rot90 whose output action forgets to rotate back: equivariance must fail."""
+
+    def __init__(self):
+        self.inner = G.rot90().input_action
+
+    def check(self, x):
+        self.inner.check(x)
+
+    def __call__(self, g, x):
+        return self.inner(g, x) if g % 2 == 0 else x
+
+
+def test_a_broken_output_action_is_caught():
+    good = G.rot90()
+    broken = G.FiniteGroup("broken", good.table, good.input_action, BrokenRot90())
+    wrapped = equi.EquivariantWrapper(nn.Conv2d(3, 5, 3, padding=1), broken, equi.Uniform())
+    with pytest.raises(AssertionError, match=r"not equivariant under rot90\[[13]\]"):
+        equi.check_equivariance(wrapped, torch.randn(2, 3, 6, 6), equi.group_pairs(good, invariant=False), atol=TOL)
+
+
+def test_identity_group_returns_the_model_output():
+    model = cnn(7)
+    x = torch.randn(3, 3, 6, 6)
+    for weighting in (equi.Uniform(), equi.ProxyArgmin("entropy"), equi.LambdaNet(108)):
+        torch.testing.assert_close(equi.EquivariantWrapper(model, G.identity(), weighting, invariant=True)(x), model(x))
+
+
+def test_all_views_go_through_the_model_in_one_batched_pass():
+    model = cnn(7)
+    calls = []
+    model.register_forward_hook(lambda m, inp, out: calls.append(inp[0].shape[0]))
+    equi.EquivariantWrapper(model, G.rot90_flip(), invariant=True)(torch.randn(5, 3, 6, 6))
+    assert calls == [8 * 5]
+
+
+def test_equitune_is_the_mean_and_equizero_picks_the_lowest_proxy():
+    model = cnn(7)
+    x = torch.randn(5, 3, 6, 6)
+    group = G.rot90()
+    views = torch.stack([model(group.act_input(g, x)) for g in group.elements])
+    torch.testing.assert_close(equi.EquivariantWrapper(model, group, invariant=True)(x), views.mean(0), atol=1e-6, rtol=0)
+    chosen = equi.proxy.entropy(views).argmin(0)
+    expected = views[chosen, torch.arange(5)]
+    torch.testing.assert_close(equi.EquivariantWrapper(model, group, equi.ProxyArgmin("entropy"), invariant=True)(x), expected, atol=1e-6, rtol=0)
+
+
+def test_equizero_shares_weight_between_tied_views():
+    """A command without the swapped words is fixed by the swap: both views tie, both count."""
+    group = G.vocabulary_cycles(["walk", "jump", "run"], [["jump", "run"]])
+    wrapped = equi.EquivariantWrapper(nn.Linear(8, 3), group, equi.ProxyArgmin("entropy"), encoder=SeqEncoder(3))
+    _, weights = wrapped(torch.tensor([[0, 0, 0], [0, 1, 0]]), return_weights=True)
+    assert weights[:, 0].tolist() == [0.5, 0.5]
+    assert sorted(weights[:, 1].tolist()) == [0.0, 1.0]
+
+
+def test_lambda_weights_are_normalised_non_negative_and_vary():
+    wrapped = equi.EquivariantWrapper(cnn(7), G.rot90_flip(), equi.LambdaNet(108, hidden=16), invariant=True)
+    _, weights = wrapped(torch.randn(6, 3, 6, 6), return_weights=True)
+    assert weights.shape == (8, 6)
+    assert (weights >= 0).all()
+    torch.testing.assert_close(weights.sum(0), torch.ones(6))
+    assert weights.std() > 0
+
+
+def test_straight_through_gradient_equals_equitune_gradient():
+    """Forward is equizero's, the gradient equitune's (for a loss linear in the output)."""
+    torch.manual_seed(1)
+    model, x, r = cnn(7), torch.randn(5, 3, 6, 6), torch.randn(5, 7)
+    grads = {}
+    for name, weighting in (("equitune", equi.Uniform()), ("equizero", equi.ProxyArgmin("entropy"))):
+        model.zero_grad()
+        out = equi.EquivariantWrapper(model, G.rot90(), weighting, invariant=True)(x)
+        (out * r).sum().backward()
+        grads[name] = [p.grad.clone() for p in model.parameters()]
+    for a, b in zip(grads["equitune"], grads["equizero"]):
+        torch.testing.assert_close(a, b)
+    model.zero_grad()
+    hard = equi.EquivariantWrapper(model, G.rot90(), equi.ProxyArgmin("entropy", straight_through=False), invariant=True)
+    (hard(x) * r).sum().backward()
+    assert any(not torch.allclose(p.grad, g) for p, g in zip(model.parameters(), grads["equitune"]))
+
+
+def test_shape_errors_name_the_problem():
+    with pytest.raises(ValueError, match="λ-network expects 100 input features per view, got 108"):
+        equi.EquivariantWrapper(cnn(7), G.rot90(), equi.LambdaNet(100), invariant=True)(torch.randn(2, 3, 6, 6))
+    with pytest.raises(ValueError, match=r"model returned a batch of 1 for 4×2 transformed inputs"):
+        equi.EquivariantWrapper(lambda x: x[:1], G.rot90(), invariant=True)(torch.randn(2, 3, 6, 6))
+    with pytest.raises(ValueError, match="scores have 3 entries on the last axis, the group permutes 2"):
+        equi.EquivariantWrapper(nn.Linear(4, 3), G.reflection([-1.0] * 4, [1, 0]))(torch.randn(2, 4))
+    with pytest.raises(ValueError, match="non-empty batch"):
+        equi.EquivariantWrapper(cnn(7), G.rot90(), invariant=True)(torch.randn(0, 3, 6, 6))
+
+
+def test_unknown_proxy_lists_the_choices():
+    with pytest.raises(ValueError, match="unknown proxy loss 'entropi'; choose one of: entropy, neg_max_prob"):
+        equi.ProxyArgmin("entropi")
