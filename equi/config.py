@@ -54,7 +54,7 @@ def compose_config(overrides: list[str] = ()) -> DictConfig:
 
 def _all_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
     keys = []
-    for k, v in cfg.items_ex(resolve=False) if hasattr(cfg, "items_ex") else cfg.items():
+    for k, v in cfg.items_ex(resolve=False):
         keys.append(prefix + str(k))
         if isinstance(v, DictConfig):
             keys += _all_keys(v, f"{prefix}{k}.")
@@ -84,7 +84,11 @@ def _type_problem(key: str, old, new) -> str | None:
 
 
 def check_cli(overrides: list[str]) -> str | None:
-    """None if the overrides compose into valid runs, else one line naming the problem."""
+    """None if the overrides compose into valid runs, else one line naming the problem.
+
+    Sweeps are checked choice by choice for config groups (up to 64 combinations); for
+    other keys the first sweep value stands for the rest.
+    """
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as err:  # hydra's parser error: report its first line

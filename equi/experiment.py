@@ -77,10 +77,8 @@ def execute(cfg: DictConfig, run_dir: str | Path) -> dict:
     )
     ctx.logger = create_logger(cfg.logger, run_dir, config, name=run_dir.name)
     start = time.perf_counter()
-    try:
-        metrics = tasks.runner(cfg.task.name)(run_cfg, ctx)
-    finally:
-        wall = time.perf_counter() - start
+    metrics = tasks.runner(cfg.task.name)(run_cfg, ctx)
+    wall = time.perf_counter() - start
     record = {
         "run_key": key,
         "task": cfg.task.name,

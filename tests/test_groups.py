@@ -128,3 +128,19 @@ def test_so2_rotation_and_canonicalizer():
     assert diff.abs().max() < 1e-5
     with pytest.raises(ValueError, match="last axis must have size 2"):
         so2.act_input(torch.zeros(1), torch.randn(1, 3))
+
+
+def test_three_way_cycle_moves_scores_along_the_cycle():
+    """The score of word v moves to word g·v (a→b→c→a), not the other way round."""
+    group = G.vocabulary_cycles(["a", "b", "c", "x"], [["a", "b", "c"]])
+    scores = torch.tensor([[10.0, 20.0, 30.0, 40.0]])
+    assert group.act_output(1, scores).tolist() == [[30.0, 10.0, 20.0, 40.0]]
+
+
+def test_input_and_output_actions_agree_on_a_copy_model():
+    """A model that copies each input token is equivariant exactly when the two actions agree."""
+    import equi
+
+    group = G.vocabulary_cycles(["a", "b", "c", "d", "e"], [["a", "b", "c"], ["d", "e"]])
+    copy = lambda tokens: torch.nn.functional.one_hot(tokens, 5).float()  # noqa: E731
+    equi.check_equivariance(copy, torch.randint(0, 5, (4, 7)), equi.group_pairs(group, invariant=False), atol=0)
