@@ -5,8 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SEEDS ?= 0,1,2,3,4
 SET_SIZES ?= 2,4,8
+ARGS ?=            # extra overrides for every run, e.g. ARGS="hardware=cuda logger=none"
 
-.PHONY: setup run test table-d5 bench clean-runs
+.PHONY: setup run test table-d5 fig2 bench clean-runs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +18,7 @@ setup: $(STAMP)
 
 ## The default experiment (synthetic SO(2) regression, canonical-λ), offline, logged to W&B offline.
 run: setup
-	$(PY) run.py
+	$(PY) run.py $(ARGS)
 
 ## The test suite (CI runs this through .ci/run).
 test: setup
@@ -25,9 +26,14 @@ test: setup
 
 ## Paper appendix D.5: MLP vs Canon-MLP vs Canon-λ-MLP, 5 seeds, mean (std) test loss beside the paper's.
 table-d5: setup
-	$(PY) run.py -m experiment=d5_mlp,d5_canon seed=$(SEEDS)
-	$(PY) run.py -m experiment=d5_canon_lambda method.extra_rotations=$(SET_SIZES) seed=$(SEEDS)
+	$(PY) run.py -m experiment=d5_mlp,d5_canon seed=$(SEEDS) $(ARGS)
+	$(PY) run.py -m experiment=d5_canon_lambda method.extra_rotations=$(SET_SIZES) seed=$(SEEDS) $(ARGS)
 	$(PY) scripts/collect_results.py --task synthetic --paper-rows --out outputs/tables/table_d5.md
+
+## Paper Figure 2: pretrained DQNs (5 seeds) with vanilla / equitune / equizero acting, per environment.
+fig2: setup
+	$(PY) run.py -m task=dqn task.env=gridworld,cartpole,acrobot method=vanilla,equitune,equizero seed=$(SEEDS) $(ARGS)
+	$(PY) scripts/fig2.py
 
 ## Speed of the operator: batched |G| views vs a loop over views (prints a table).
 bench: setup

@@ -12,6 +12,7 @@ from typing import Callable
 from ..errors import ConfigError
 
 RUNNERS = {
+    "dqn": "equi.tasks.dqn",
     "synthetic": "equi.tasks.synthetic",
 }
 
