@@ -7,8 +7,10 @@ import torch
 from stable_baselines3 import DQN
 
 from equi import envs  # noqa: F401 - registers the Gridworld
+from equi import methods
 from equi.config import compose_config
 from equi.envs import gridworld
+from equi.errors import ConfigError
 from equi.experiment import execute
 from equi.tasks import dqn
 
@@ -96,7 +98,7 @@ def test_policy_chooses_g_a_at_g_s(env, method):
     torch.manual_seed(0)
     q_net = DQN("MlpPolicy", gymnasium.make(spec.id), policy_kwargs={"net_arch": [32, 32]}, seed=0, device="cpu").q_net.eval()
     group = dqn.symmetry(env)
-    policy = dqn.methods.wrap(compose_config(["task=dqn", f"method={method}"]).method, q_net, group=group,
+    policy = methods.wrap(compose_config(["task=dqn", f"method={method}"]).method, q_net, group=group,
                               invariant=False, default_proxy="neg_softmax_value")
     space = gymnasium.make(spec.id).observation_space
     states = torch.as_tensor(np.stack([space.sample() for _ in range(64)]))
@@ -119,5 +121,5 @@ def test_fast_runs_share_the_cached_pretrained_dqn(tmp_path):
 
 
 def test_unknown_env_is_named():
-    with pytest.raises(dqn.ConfigError, match="unknown env 'pong'; choose one of: cartpole, acrobot, gridworld"):
+    with pytest.raises(ConfigError, match="unknown env 'pong'; choose one of: cartpole, acrobot, gridworld"):
         dqn.symmetry("pong")
