@@ -7,7 +7,7 @@ SEEDS ?= 0,1,2,3,4
 SET_SIZES ?= 2,4,8
 ARGS ?=            # extra overrides for every run, e.g. ARGS="hardware=cuda logger=none"
 
-.PHONY: setup run test table-d5 fig2 bench clean-runs
+.PHONY: setup run test table-d5 fig2 table2 table-scan-gru table-scan-rnn bench bench-scan clean-runs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,9 +35,24 @@ fig2: setup
 	$(PY) run.py -m task=dqn task.env=gridworld,cartpole,acrobot method=vanilla,equitune,equizero seed=$(SEEDS) $(ARGS)
 	$(PY) scripts/fig2.py
 
+## Paper Table 2: SCAN zero-shot LSTM / EquiLSTM / EquizeroLSTM on Add Jump and Around Right, 3 seeds.
+SCAN_SEEDS ?= 0,1,2
+table2: setup
+	$(PY) run.py -m experiment=scan_lstm_vanilla,scan_lstm_equitune,scan_lstm_equizero task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(ARGS)
+	$(PY) scripts/collect_results.py --task scan --paper-rows --where task.cell=lstm --out outputs/tables/table2.md
+
+## The same zero-shot table for GRU and for RNN.
+table-scan-gru table-scan-rnn: table-scan-%: setup
+	$(PY) run.py -m experiment=scan_$*_vanilla,scan_$*_equitune,scan_$*_equizero task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(ARGS)
+	$(PY) scripts/collect_results.py --task scan --paper-rows --where task.cell=$* --out outputs/tables/table_scan_$*.md
+
 ## Speed of the operator: batched |G| views vs a loop over views (prints a table).
 bench: setup
 	$(PY) scripts/bench_operator.py
+
+## SCAN training and decoding speed: mini-batches vs the paper's one example per step.
+bench-scan: setup
+	$(PY) scripts/bench_scan.py
 
 clean-runs:
 	rm -rf outputs/runs

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = REPO_ROOT / "conf"
 GROUPS = sorted(d.name for d in CONF_DIR.iterdir() if d.is_dir())
-NOT_IN_RUN_KEY = ("hardware", "logger", "label", "paper", "force", "paths", "hydra")
+NOT_IN_RUN_KEY = ("hardware", "logger", "label", "paper", "paper_by_split", "force", "paths", "hydra")
 
 
 def choices(group: str) -> list[str]:

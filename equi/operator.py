@@ -48,11 +48,15 @@ class EquivariantWrapper(nn.Module):
         y = self.model(features)
         if y.shape[0] != n * batch:
             raise ValueError(f"model returned a batch of {y.shape[0]} for {n}×{batch} transformed inputs")
-        y = y.reshape(n, batch, *y.shape[1:])
-        if not self.invariant:
-            self.group.output_action.check(y[0])
-            y = torch.stack([self.group.act_output(self.group.inverse(g), y[g]) for g in self.group.elements])
-        return y, features.reshape(n, batch, *features.shape[1:])
+        return self.pull_back(y), features.reshape(n, batch, *features.shape[1:])
+
+    def pull_back(self, y: torch.Tensor) -> torch.Tensor:
+        """Model outputs for the stacked views (|G|·B, …) → g⁻¹·M(g·x) as (|G|, B, …)."""
+        y = y.reshape(self.group.order, -1, *y.shape[1:])
+        if self.invariant:
+            return y
+        self.group.output_action.check(y[0])
+        return torch.stack([self.group.act_output(self.group.inverse(g), y[g]) for g in self.group.elements])
 
     def aggregate(self, views: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Weighted average over the group axis; returns (output, normalised weights (|G|, B))."""

@@ -16,15 +16,24 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def load(runs: Path, task: str | None, include_fast: bool, paper_rows: bool) -> list[dict]:
+def config_value(config: dict, dotted: str):
+    for part in dotted.split("."):
+        config = config.get(part) if isinstance(config, dict) else None
+    return config
+
+
+def load(runs: Path, task: str | None, include_fast: bool, paper_rows: bool, where: list[str] = ()) -> list[dict]:
     records = []
+    conditions = [w.split("=", 1) for w in where]
     for path in sorted(runs.glob("*/results.json")):
         record = json.loads(path.read_text())
         if task and record["task"] != task:
             continue
+        if any(str(config_value(record["config"], key)) != value for key, value in conditions):
+            continue
         if record["config"].get("fast") and not include_fast:
             continue
-        if paper_rows and not record.get("paper"):
+        if paper_rows and record.get("paper") is None:
             continue
         records.append(record)
     return records
@@ -44,7 +53,7 @@ def table(records: list[dict], metric: str | None) -> str:
     for label, group in sorted(rows.items()):
         values = [r["metrics"][metric] for r in group if metric in r["metrics"]]
         seeds = sorted({r["seed"] for r in group})
-        lines.append(f"| {label} | {mean_std(values)} | {len(seeds)} | {group[0].get('paper') or '-'} |")
+        lines.append(f"| {label} | {mean_std(values)} | {len(seeds)} | {'-' if group[0].get('paper') is None else group[0]['paper']} |")
     return "\n".join(lines)
 
 
@@ -55,9 +64,11 @@ def main() -> int:
     parser.add_argument("--metric", help="metric to report (default: the task's config `metric`)")
     parser.add_argument("--include-fast", action="store_true", help="also count fast=true smoke runs")
     parser.add_argument("--paper-rows", action="store_true", help="only runs of experiments with a paper number")
+    parser.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                        help="only runs whose config has this value, e.g. task.cell=lstm (repeatable)")
     parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
     args = parser.parse_args()
-    records = load(args.runs, args.task, args.include_fast, args.paper_rows)
+    records = load(args.runs, args.task, args.include_fast, args.paper_rows, args.where)
     if not records:
         print(f"error: no finished runs{f' of task {args.task}' if args.task else ''} under {args.runs}", file=sys.stderr)
         return 1

@@ -36,14 +36,14 @@ def test_every_experiment_composes_with_a_label_and_paper_number(experiment):
     cfg = compose_config([f"experiment={experiment}"])
     assert cfg.method.name in cfg.task.methods
     assert cfg.label and cfg.label != cfg.method.name
-    assert cfg.paper
+    assert cfg.paper is not None
 
 
 @pytest.mark.parametrize(
     "overrides,message",
     [
         (["method=equitun"], "unknown method 'equitun'; choose one of: canonical_lambda, equitune, equizero, lambda, vanilla"),
-        (["task=synthetc"], "unknown task 'synthetc'; choose one of: dqn, synthetic"),
+        (["task=synthetc"], "unknown task 'synthetc'; choose one of: dqn, scan, synthetic"),
         (["hardware=tpu"], "unknown hardware 'tpu'; choose one of: cpu, cuda, multigpu"),
         (["seeed=1"], "unknown config key 'seeed' (did you mean 'seed'?)"),
         (["method.extra_rotation=3"], "unknown config key 'method.extra_rotation' (did you mean 'method.extra_rotations'?)"),

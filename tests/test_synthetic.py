@@ -84,5 +84,13 @@ def test_sweep_through_run_py_and_collect_table(tmp_path):
     assert lines[0] == "| model | test_loss: ours, mean (std) | seeds | paper |"
     assert lines[2].startswith("| Canon-MLP | ") and lines[2].endswith("| 2 | 0.41 (0.34) |")
     assert lines[3].startswith("| MLP | ") and lines[3].endswith("| 2 | 0.91 (0.82) |")
+    zero = json.loads(next((outputs / "runs").glob("synthetic-vanilla-*/results.json")).read_text())
+    zero["paper"], zero["label"], zero["run_key"] = 0.0, "Zero", "other"
+    (outputs / "runs" / "zero").mkdir()
+    (outputs / "runs" / "zero" / "results.json").write_text(json.dumps(zero))
+    table = subprocess.run([sys.executable, "scripts/collect_results.py", "--runs", str(outputs / "runs"), "--include-fast",
+                            "--paper-rows", "--where", "method.name=vanilla"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert [line.split(" | ")[0] for line in table.splitlines()[2:]] == ["| MLP", "| Zero"]  # a paper number of 0.0 counts
+    assert table.splitlines()[-1].endswith("| 0.0 |")
     rerun = subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True, text=True, timeout=600)
     assert rerun.stdout.count("skip: finished run") == 4

@@ -13,6 +13,7 @@ from ..errors import ConfigError
 
 RUNNERS = {
     "dqn": "equi.tasks.dqn",
+    "scan": "equi.tasks.scan",
     "synthetic": "equi.tasks.synthetic",
 }
 

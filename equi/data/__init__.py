@@ -1,0 +1,1 @@
+"""Dataset loaders; each reads a root folder in the dataset's own release layout."""

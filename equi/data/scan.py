@@ -1,0 +1,118 @@
+"""SCAN (Lake & Baroni 2018) from a folder in the release's layout.
+
+Vocabularies are fixed lists (not read off a split), so every split and checkpoint
+agrees on token ids and a primitive seen only alone in training (jump) keeps its id.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import ConfigError, MissingAssetError
+
+RELEASE_URL = "https://raw.githubusercontent.com/brendenlake/SCAN/master"
+SPLITS = {  # name -> (train file, test file), relative to the release root
+    "simple": ("simple_split/tasks_train_simple.txt", "simple_split/tasks_test_simple.txt"),
+    "add_jump": ("add_prim_split/tasks_train_addprim_jump.txt", "add_prim_split/tasks_test_addprim_jump.txt"),
+    "add_turn_left": ("add_prim_split/tasks_train_addprim_turn_left.txt", "add_prim_split/tasks_test_addprim_turn_left.txt"),
+    "around_right": ("template_split/tasks_train_template_around_right.txt", "template_split/tasks_test_template_around_right.txt"),
+    "length": ("length_split/tasks_train_length.txt", "length_split/tasks_test_length.txt"),
+}
+PAD, EOS, SOS = "<pad>", "<eos>", "<sos>"
+COMMANDS = [PAD, EOS, "walk", "look", "run", "jump", "turn", "left", "right", "around", "opposite", "twice", "thrice", "and", "after"]
+ACTIONS = [PAD, SOS, EOS, "I_WALK", "I_LOOK", "I_RUN", "I_JUMP", "I_TURN_LEFT", "I_TURN_RIGHT"]
+PAD_ID, EOS_IN, SOS_ID, EOS_OUT = 0, COMMANDS.index(EOS), ACTIONS.index(SOS), ACTIONS.index(EOS)
+
+
+@dataclass
+class Pairs:
+    """Commands and action sequences as padded id tensors (inputs end in <eos>, outputs too)."""
+
+    commands: list[list[str]]
+    actions: list[list[str]]
+
+    def __len__(self) -> int:
+        return len(self.commands)
+
+    def subset(self, index) -> "Pairs":
+        return Pairs([self.commands[i] for i in index], [self.actions[i] for i in index])
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return encode(self.commands, COMMANDS, EOS_IN), encode(self.actions, ACTIONS, EOS_OUT)
+
+
+def encode(sequences: list[list[str]], vocab: list[str], eos: int) -> torch.Tensor:
+    index = {w: i for i, w in enumerate(vocab)}
+    width = max(len(s) for s in sequences) + 1
+    out = torch.full((len(sequences), width), PAD_ID, dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        try:
+            out[row, : len(seq)] = torch.tensor([index[w] for w in seq])
+        except KeyError as err:
+            raise ValueError(f"word {err.args[0]!r} is not in the SCAN vocabulary") from None
+        out[row, len(seq)] = eos
+    return out
+
+
+def decode(ids: torch.Tensor, vocab: list[str] = ACTIONS, eos: int = EOS_OUT) -> list[str]:
+    words = []
+    for i in ids.tolist():
+        if i == eos:
+            break
+        words.append(vocab[i])
+    return words
+
+
+def parse(path: Path) -> Pairs:
+    commands, actions = [], []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        if not line.startswith("IN: ") or " OUT: " not in line:
+            raise ValueError(f"{path}:{number}: expected 'IN: … OUT: …', got {line[:60]!r}")
+        command, action = line[4:].split(" OUT: ")
+        commands.append(command.split())
+        actions.append(action.split())
+    return Pairs(commands, actions)
+
+
+def fetch(root: Path, relative: str, download: bool) -> Path:
+    """The release file under root; downloaded into root when missing and allowed."""
+    path = root / relative
+    if path.exists():
+        return path
+    if download:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".part")
+            urllib.request.urlretrieve(f"{RELEASE_URL}/{relative}", tmp)
+            tmp.replace(path)
+            return path
+        except (urllib.error.URLError, OSError) as err:
+            reason = f"download failed ({getattr(err, 'reason', err)})"
+    else:
+        reason = "downloads are off (task.download=false)"
+    raise MissingAssetError(
+        f"SCAN file {relative} not found under {root} and {reason}; put the SCAN release there or set paths.data"
+    )
+
+
+def load_split(root: str | Path, split: str, download: bool = False) -> tuple[Pairs, Pairs]:
+    """(train, test) pairs of a SCAN split."""
+    if split not in SPLITS:
+        raise ConfigError(f"unknown SCAN split {split!r}; choose one of: {', '.join(SPLITS)}")
+    train_file, test_file = SPLITS[split]
+    root = Path(root)
+    return parse(fetch(root, train_file, download)), parse(fetch(root, test_file, download))
+
+
+def hold_out(train: Pairs, fraction: float, seed: int) -> tuple[Pairs, Pairs]:
+    """Split the training file into (train, validation) with a fixed seed."""
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed)).tolist()
+    n_val = int(round(len(train) * fraction))
+    return train.subset(order[n_val:]), train.subset(order[:n_val])

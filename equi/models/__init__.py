@@ -1,0 +1,1 @@
+"""Model architectures the task runners pretrain when no pretrained weights are given."""

@@ -1,0 +1,78 @@
+"""Encoder–decoder RNN / GRU / LSTM with dot-product attention (the SCAN models of the paper).
+
+One layer, a bidirectional encoder, Luong-style attention over the encoder outputs. The
+decoder exposes ``start``/``step`` so decoding loops (plain or equivariant, in
+``equi.sequence``) drive it one token at a time for a whole batch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+
+
+class Seq2Seq(nn.Module):
+    def __init__(self, cell: str, in_vocab: int, out_vocab: int, hidden: int = 64, dropout: float = 0.1,
+                 pad_id: int = 0, sos_id: int = 1):
+        super().__init__()
+        if cell not in CELLS:
+            raise ValueError(f"unknown cell {cell!r}; choose one of: {', '.join(CELLS)}")
+        layer = CELLS[cell]
+        self.is_lstm = cell == "lstm"
+        self.pad_id, self.sos_id = pad_id, sos_id
+        self.embed_in = nn.Embedding(in_vocab, hidden, padding_idx=pad_id)
+        self.encoder = layer(hidden, hidden, batch_first=True, bidirectional=True)
+        self.bridge = nn.Linear(2 * hidden, hidden)
+        self.memory_proj = nn.Linear(2 * hidden, hidden)
+        self.embed_out = nn.Embedding(out_vocab, hidden, padding_idx=pad_id)
+        self.decoder = layer(hidden, hidden, batch_first=True)  # stepped one token at a time, or run over a whole target
+        self.out = nn.Linear(2 * hidden, out_vocab)
+        self.dropout = nn.Dropout(dropout)
+
+    def start(self, src: torch.Tensor):
+        """Encode (B, S) commands → decoder state and a (B, H) summary (for λ-networks)."""
+        mask = src != self.pad_id
+        lengths = mask.sum(1).clamp(min=1)
+        packed = pack_padded_sequence(self.dropout(self.embed_in(src)), lengths.cpu(), batch_first=True, enforce_sorted=False)
+        outputs, final = self.encoder(packed)
+        outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=src.shape[1])
+        memory = self.memory_proj(outputs)
+
+        def merge(h):  # (2, B, H) forward/backward → (1, B, H)
+            return torch.tanh(self.bridge(torch.cat([h[0], h[1]], dim=-1))).unsqueeze(0)
+
+        hidden = (merge(final[0]), merge(final[1])) if self.is_lstm else merge(final)
+        summary = (memory * mask.unsqueeze(-1)).sum(1) / lengths.unsqueeze(-1)
+        return (hidden, memory, mask), summary
+
+    def attend(self, top: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Decoder outputs (B, T, H) → logits (B, T, V) via dot-product attention over memory."""
+        scores = torch.bmm(top, memory.transpose(1, 2)).masked_fill(~mask.unsqueeze(1), float("-inf"))
+        context = torch.bmm(torch.softmax(scores, dim=-1), memory)
+        return self.out(self.dropout(torch.cat([top, context], dim=-1)))
+
+    def step(self, prev: torch.Tensor, state):
+        """One decoder step: previous tokens (N,) → logits (N, V) and the next state."""
+        hidden, memory, mask = state
+        top, hidden = self.decoder(self.dropout(self.embed_out(prev)).unsqueeze(1), hidden)
+        return self.attend(top, memory, mask).squeeze(1), (hidden, memory, mask)
+
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor, teacher_forcing: bool) -> torch.Tensor:
+        """Training pass: logits (B, T, V) for targets (B, T). With teacher forcing the decoder
+        reads the true previous tokens in one call; without it, its own greedy predictions."""
+        state, _ = self.start(src)
+        hidden, memory, mask = state
+        sos = torch.full((src.shape[0], 1), self.sos_id, dtype=torch.long, device=src.device)
+        if teacher_forcing:
+            inputs = torch.cat([sos, tgt[:, :-1]], dim=1)
+            top, _ = self.decoder(self.dropout(self.embed_out(inputs)), hidden)
+            return self.attend(top, memory, mask)
+        prev, logits = sos[:, 0], []
+        for _ in range(tgt.shape[1]):
+            step_logits, state = self.step(prev, state)
+            logits.append(step_logits)
+            prev = step_logits.argmax(-1)
+        return torch.stack(logits, dim=1)

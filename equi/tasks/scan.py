@@ -1,0 +1,119 @@
+"""SCAN: pretrained seq2seq models made equivariant to a word swap (paper Table 2).
+
+vanilla decodes greedily; equitune averages the back-swapped next-token distributions
+of both views at every step; equizero decodes both views and keeps the sequence with
+the lowest proxy loss (negative max probability over the whole sequence).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from tqdm import tqdm
+
+from .. import methods
+from ..data import scan as data
+from ..errors import ConfigError
+from ..experiment import RunContext
+from ..groups import VocabularyGroup, vocabulary_cycles
+from ..models.seq2seq import Seq2Seq
+from ..sequence import GreedyDecoder, StepwiseEquivariantDecoder
+
+
+def swap_group(task: DictConfig) -> VocabularyGroup:
+    if task.split not in task.groups:
+        raise ConfigError(f"no word swap for SCAN split {task.split!r}; add one under task.groups")
+    swap = task.groups[task.split]
+    return vocabulary_cycles(data.COMMANDS, swap.commands, data.ACTIONS, swap.actions, name=f"swap_{task.split}")
+
+
+def new_model(task: DictConfig) -> Seq2Seq:
+    return Seq2Seq(task.cell, len(data.COMMANDS), len(data.ACTIONS), task.hidden, task.dropout,
+                   pad_id=data.PAD_ID, sos_id=data.SOS_ID)
+
+
+def pretrain(model: Seq2Seq, train: data.Pairs, settings: DictConfig, seed: int, device, desc: str) -> None:
+    """Mini-batch training; each batch is teacher-forced with probability `teacher_forcing`
+    (else decoded from the model's own predictions); at least `examples` examples are seen."""
+    src, tgt = (t.to(device) for t in train.tensors())
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    loss_fn = nn.CrossEntropyLoss(ignore_index=data.PAD_ID)
+    steps = -(-settings.examples // settings.batch_size)
+    model.train()
+    progress = tqdm(range(steps), desc=desc, unit="batch")
+    for step in progress:
+        idx = torch.randint(len(train), (settings.batch_size,), generator=gen).to(device)
+        width = int((tgt[idx] != data.PAD_ID).sum(1).max())
+        forced = torch.rand((), generator=gen).item() < settings.teacher_forcing  # one coin per batch
+        logits = model(src[idx], tgt[idx, :width], forced)
+        loss = loss_fn(logits.reshape(-1, logits.shape[-1]), tgt[idx, :width].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), settings.clip)
+        opt.step()
+        if step % 50 == 0:
+            progress.set_postfix(loss=f"{loss.item():.3f}")
+    model.eval()
+
+
+def pretrained(task: DictConfig, train: data.Pairs, seed: int, ctx: RunContext) -> tuple[Seq2Seq, str]:
+    """The pretrained model for (split, architecture, settings, seed), cached under outputs/."""
+    keyed = {k: task[k] for k in ("split", "cell", "hidden", "dropout", "pretrain")}
+    settings = json.dumps(OmegaConf.to_container(OmegaConf.create(keyed), resolve=True), sort_keys=True)
+    key = hashlib.sha1(f"{settings}|{seed}".encode()).hexdigest()[:10]
+    path = ctx.cache_dir / "scan" / f"{task.cell}-{task.split}-seed{seed}-{key}.pt"
+    model = new_model(task).to(ctx.device)
+    if path.exists():
+        model.load_state_dict(torch.load(path, map_location=ctx.device))
+        return model.eval(), "cache"
+    pretrain(model, train, task.pretrain, seed, ctx.device, f"pretrain {task.cell} on {task.split} seed {seed}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(model.state_dict(), tmp)
+    os.replace(tmp, path)
+    return model, "trained"
+
+
+def decoder(method: DictConfig, model: Seq2Seq, group: VocabularyGroup, task: DictConfig) -> nn.Module:
+    """Commands → per-step log-probabilities, made equivariant as the method says."""
+    greedy = GreedyDecoder(model, data.EOS_OUT, data.PAD_ID, task.max_len)
+    if method.name in ("equitune", "lambda"):
+        weighting = methods.weighting_for(method, feature_dim=task.hidden)
+        return StepwiseEquivariantDecoder(model, group, weighting, data.EOS_OUT, data.PAD_ID, task.max_len)
+    return methods.wrap(method, greedy, group=group, invariant=False, default_proxy=task.default_proxy)
+
+
+@torch.no_grad()
+def accuracy(decode: nn.Module, pairs: data.Pairs, batch: int, device, desc: str) -> float:
+    """Exact-match accuracy (%) of the greedy output (up to <eos>) against the target."""
+    src, tgt = pairs.tensors()
+    correct = 0
+    for i in tqdm(range(0, len(pairs), batch), desc=desc, unit="batch"):
+        out = decode(src[i : i + batch].to(device)).argmax(-1).cpu()
+        correct += sum(data.decode(row) == target for row, target in zip(out, pairs.actions[i : i + batch]))
+    return 100.0 * correct / len(pairs)
+
+
+def run(cfg: DictConfig, ctx: RunContext) -> dict:
+    task = cfg.task
+    group = swap_group(task)
+    train_file, test = data.load_split(ctx.data_dir / "scan", task.split, task.download)
+    train, val = data.hold_out(train_file, task.pretrain.val_fraction, task.pretrain.split_seed)
+    model, source = pretrained(task, train, cfg.seed, ctx)
+    if task.limit:
+        val, test = val.subset(range(min(task.limit, len(val)))), test.subset(range(min(task.limit, len(test))))
+    decode = decoder(cfg.method, model, group, task).eval()
+    metrics = {
+        "val_accuracy": accuracy(decode, val, task.eval_batch, ctx.device, "validation"),
+        "test_accuracy": accuracy(decode, test, task.eval_batch, ctx.device, "test"),
+        "weights": source,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+    ctx.logger.log({k: v for k, v in metrics.items() if k.endswith("accuracy")})
+    return metrics

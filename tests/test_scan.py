@@ -1,0 +1,122 @@
+"""SCAN: the loader against the release files, the word swaps, equivariant decoding."""
+
+import pytest
+import torch
+
+from equi.config import compose_config
+from equi.data import scan as data
+from equi.errors import ConfigError, MissingAssetError
+from equi.experiment import execute
+from equi.models.seq2seq import Seq2Seq
+from equi.tasks import scan
+
+RELEASE_COUNTS = {  # lines of the official release files (train, test)
+    "simple": (16728, 4182),
+    "add_jump": (14670, 7706),
+    "add_turn_left": (21890, 1208),
+    "around_right": (15225, 4476),
+    "length": (16990, 3920),
+}
+
+
+@pytest.mark.parametrize("split", RELEASE_COUNTS)
+def test_loader_counts_match_the_release(shared_data, split):
+    train, test = data.load_split(shared_data / "scan", split)
+    assert (len(train), len(test)) == RELEASE_COUNTS[split]
+    src, tgt = test.tensors()
+    assert (src[:, 0] != data.PAD_ID).all() and ((tgt == data.EOS_OUT).sum(1) == 1).all()
+    assert max(len(a) for a in train.actions + test.actions) + 1 <= 50  # fits max_len
+
+
+def test_hold_out_is_20_percent_fixed_and_disjoint(shared_data):
+    train, _ = data.load_split(shared_data / "scan", "add_jump")
+    part, val = data.hold_out(train, 0.2, seed=0)
+    again, val_again = data.hold_out(train, 0.2, seed=0)
+    assert (len(part), len(val)) == (11736, 2934)
+    assert val.commands == val_again.commands and part.commands == again.commands
+    assert len(part) + len(val) == len(train)
+    assert data.hold_out(train, 0.2, seed=1)[1].commands != val.commands
+
+
+def test_add_jump_keeps_jump_out_of_compositions(shared_data):
+    train, test = data.load_split(shared_data / "scan", "add_jump")
+    assert {" ".join(c) for c in train.commands if "jump" in c} == {"jump"}
+    assert all("jump" in c for c in test.commands)
+
+
+def swap(split):
+    return scan.swap_group(compose_config(["task=scan", f"task.split={split}"]).task)
+
+
+@pytest.mark.parametrize("split,words,actions", [
+    ("add_jump", ("jump", "run"), ("I_JUMP", "I_RUN")),
+    ("around_right", ("left", "right"), ("I_TURN_LEFT", "I_TURN_RIGHT")),
+])
+def test_swaps_map_the_vocabulary_as_stated_and_are_involutions(split, words, actions):
+    group = swap(split)
+    commands = torch.arange(len(data.COMMANDS))
+    moved = group.act_input(1, commands).tolist()
+    a, b = (data.COMMANDS.index(w) for w in words)
+    assert moved[a] == b and moved[b] == a
+    assert [i for i, j in enumerate(moved) if i != j] == sorted([a, b])
+    ids = torch.arange(len(data.ACTIONS))
+    out = group.act_output_ids(1, ids).tolist()
+    a, b = (data.ACTIONS.index(w) for w in actions)
+    assert out[a] == b and [i for i, j in enumerate(out) if i != j] == sorted([a, b])
+    assert group.act_input(1, group.act_input(1, commands)).tolist() == commands.tolist()
+
+
+@pytest.mark.parametrize("split", ["add_jump", "around_right"])
+def test_the_swap_is_a_symmetry_of_scan(shared_data, split):
+    """Swapping the words of any SCAN command and the actions of its output gives a SCAN pair."""
+    everything = data.parse(shared_data / "scan" / "tasks.txt")
+    pairs = {(" ".join(c), " ".join(a)) for c, a in zip(everything.commands, everything.actions)}
+    group = swap(split)
+    src, tgt = everything.tensors()
+    src, tgt = group.act_input(1, src), group.act_output_ids(1, tgt)
+    for row in range(0, len(everything), 7):
+        command = " ".join(data.COMMANDS[i] for i in src[row].tolist() if i > data.EOS_IN)
+        assert (command, " ".join(data.decode(tgt[row]))) in pairs
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("method", ["equitune", "equizero", "lambda"])
+def test_equivariant_decoding_swaps_the_decoded_actions(shared_data, cell, method):
+    """Transforming the command transforms the decoded action sequence (random weights)."""
+    torch.manual_seed(0)
+    task = compose_config(["task=scan", f"task.cell={cell}", "task.hidden=16"]).task
+    model = scan.new_model(task).eval()
+    group = scan.swap_group(task)
+    decode = scan.decoder(compose_config([f"method={method}"]).method, model, group, task)
+    _, test = data.load_split(shared_data / "scan", "add_jump")
+    src, _ = test.subset(range(0, 7706, 97)).tensors()
+    with torch.no_grad():
+        out = decode(src).argmax(-1)
+        swapped = decode(group.act_input(1, src)).argmax(-1)
+    assert torch.equal(swapped, group.act_output_ids(1, out))
+    vanilla = scan.GreedyDecoder(model, data.EOS_OUT)
+    with torch.no_grad():
+        assert not torch.equal(vanilla(group.act_input(1, src)).argmax(-1), group.act_output_ids(1, vanilla(src).argmax(-1)))
+
+
+def test_missing_data_is_one_line_naming_the_path(tmp_path):
+    with pytest.raises(MissingAssetError) as err:
+        data.load_split(tmp_path, "add_jump")
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(f"SCAN file add_prim_split/tasks_train_addprim_jump.txt not found under {tmp_path}")
+
+
+def test_unknown_words_and_splits_are_named():
+    with pytest.raises(ValueError, match="word 'fly' is not in the SCAN vocabulary"):
+        data.encode([["fly"]], data.COMMANDS, data.EOS_IN)
+    with pytest.raises(ConfigError, match="unknown SCAN split 'add_walk'"):
+        data.load_split(".", "add_walk")
+
+
+def test_fast_runs_share_the_cached_pretrained_model(tmp_path, shared_data, monkeypatch):
+    monkeypatch.setenv("EQUI_DATA", str(shared_data))
+    records = [execute(compose_config(["task=scan", f"method={m}", "fast=true", "logger=none"]), tmp_path / m)
+               for m in ("vanilla", "equitune", "equizero")]
+    assert [r["metrics"]["weights"] for r in records] == ["trained", "cache", "cache"]
+    assert all(0.0 <= r["metrics"]["test_accuracy"] <= 100.0 for r in records)
