@@ -7,7 +7,7 @@ SEEDS ?= 0,1,2,3,4
 SET_SIZES ?= 2,4,8
 ARGS ?=            # extra overrides for every run, e.g. ARGS="hardware=cuda logger=none"
 
-.PHONY: setup run test table-d5 fig2 table2 table-scan-gru table-scan-rnn bench bench-scan clean-runs
+.PHONY: setup run test table-d5 fig2 table2 table-scan-gru table-scan-rnn table-scan-finetune fig-scan-fewshot bench bench-scan clean-runs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,12 +39,23 @@ fig2: setup
 SCAN_SEEDS ?= 0,1,2
 table2: setup
 	$(PY) run.py -m experiment=scan_lstm_vanilla,scan_lstm_equitune,scan_lstm_equizero task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(ARGS)
-	$(PY) scripts/collect_results.py --task scan --paper-rows --where task.cell=lstm --out outputs/tables/table2.md
+	$(PY) scripts/collect_results.py --task scan --paper-rows --where task.cell=lstm --where task.finetune.examples=0 --out outputs/tables/table2.md
 
 ## The same zero-shot table for GRU and for RNN.
 table-scan-gru table-scan-rnn: table-scan-%: setup
 	$(PY) run.py -m experiment=scan_$*_vanilla,scan_$*_equitune,scan_$*_equizero task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(ARGS)
-	$(PY) scripts/collect_results.py --task scan --paper-rows --where task.cell=$* --out outputs/tables/table_scan_$*.md
+	$(PY) scripts/collect_results.py --task scan --paper-rows --where task.cell=$* --where task.finetune.examples=0 --out outputs/tables/table_scan_$*.md
+
+## SCAN finetuning: LSTM, EquiLSTM, EquizeroLSTM finetuned for 10k examples through each method.
+table-scan-finetune: setup
+	$(PY) run.py -m experiment=scan_lstm_vanilla_finetune,scan_lstm_equitune_finetune,scan_lstm_equizero_finetune task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(ARGS)
+	$(PY) scripts/collect_results.py --task scan --paper-rows --where task.cell=lstm --where task.finetune.examples=10000 --out outputs/tables/table_scan_finetune.md
+
+## SCAN few-shot curve (Add Jump, LSTM): test accuracy against finetuning examples.
+FEWSHOT ?= 0,1000,2500,5000,10000
+fig-scan-fewshot: setup
+	$(PY) run.py -m task=scan task.cell=lstm task.split=add_jump method=vanilla,equitune,equizero task.finetune.examples=$(FEWSHOT) seed=$(SCAN_SEEDS) $(ARGS)
+	$(PY) scripts/fig_scan_fewshot.py
 
 ## Speed of the operator: batched |G| views vs a loop over views (prints a table).
 bench: setup

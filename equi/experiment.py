@@ -60,7 +60,8 @@ def execute(cfg: DictConfig, run_dir: str | Path) -> dict:
     key = run_key(cfg)
     done = finished(run_dir, key)
     if done and not cfg.force:
-        if (done["label"], done["paper"]) != (cfg.label, cfg.paper):  # same numbers, shown in another table row
+        if cfg.paper is not None and (done["label"], done["paper"]) != (cfg.label, cfg.paper):
+            # the same numbers now stand in a paper table's row; plain sweeps never relabel
             done = {**done, "label": cfg.label, "paper": cfg.paper}
             write_json_atomic(run_dir / RESULTS, done)
         print(f"skip: finished run in {run_dir} (force=true reruns it)")

@@ -9,6 +9,8 @@ the same two calls). Two ways to make decoding equivariant, both using the one o
   decodes every view on its own and picks or averages whole sequences;
 - step level (equitune, λ-equitune): ``StepwiseEquivariantDecoder`` applies the
   operator to the next-token distributions at every step and feeds g·token back to view g.
+
+Training under teacher forcing wraps ``TeacherForced`` with ``pair_group``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .groups import VocabularyGroup
+from .groups import FiniteGroup, VocabularyGroup
 from .operator import EquivariantWrapper
 from .weighting import Weighting
 
@@ -89,3 +91,40 @@ class StepwiseEquivariantDecoder(nn.Module):
             if done.all():
                 break
         return torch.stack(steps, dim=1)
+
+
+class PairAction:
+    """Acts on [commands | targets] (B, S + T): command ids by the input permutation, target
+    ids by the output permutation, so teacher forcing feeds view g the target g·y."""
+
+    def __init__(self, group: VocabularyGroup, src_len: int):
+        self.group, self.src_len = group, src_len
+
+    def check(self, pair: torch.Tensor) -> None:
+        self.group.input_action.check(pair[:, : self.src_len])
+        self.group.output_ids.check(pair[:, self.src_len :])
+
+    def __call__(self, g: int, pair: torch.Tensor) -> torch.Tensor:
+        src, tgt = pair[:, : self.src_len], pair[:, self.src_len :]
+        return torch.cat([self.group.act_input(g, src), self.group.act_output_ids(g, tgt)], dim=1)
+
+
+def pair_group(group: VocabularyGroup, src_len: int) -> FiniteGroup:
+    """The same group, acting on teacher-forcing pairs; outputs are scores as before."""
+    return FiniteGroup(f"{group.name}_pairs", group.table, PairAction(group, src_len), group.output_action)
+
+
+class TeacherForced(nn.Module):
+    """[commands | targets] → per-step probabilities (or log-probabilities) under teacher forcing.
+
+    Wrapped by the operator with ``pair_group`` this trains equitune (an average of
+    distributions) and equizero (straight-through over log-probabilities) like decoding.
+    """
+
+    def __init__(self, model: nn.Module, src_len: int, log_probs: bool):
+        super().__init__()
+        self.model, self.src_len, self.log_probs = model, src_len, log_probs
+
+    def forward(self, pair: torch.Tensor) -> torch.Tensor:
+        logits = self.model(pair[:, : self.src_len], pair[:, self.src_len :], teacher_forcing=True)
+        return torch.log_softmax(logits, -1) if self.log_probs else torch.softmax(logits, -1)

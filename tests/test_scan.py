@@ -120,3 +120,34 @@ def test_fast_runs_share_the_cached_pretrained_model(tmp_path, shared_data, monk
                for m in ("vanilla", "equitune", "equizero")]
     assert [r["metrics"]["weights"] for r in records] == ["trained", "cache", "cache"]
     assert all(0.0 <= r["metrics"]["test_accuracy"] <= 100.0 for r in records)
+
+
+def test_teacher_forced_pairs_are_acted_on_consistently(shared_data):
+    from equi import EquivariantWrapper, ProxyArgmin, Uniform, check_equivariance, group_pairs
+    from equi.sequence import TeacherForced, pair_group
+
+    torch.manual_seed(0)
+    task = compose_config(["task=scan", "task.hidden=16"]).task
+    group = scan.swap_group(task)
+    _, test = data.load_split(shared_data / "scan", "add_jump")
+    src, tgt = test.subset(range(0, 7706, 331)).tensors()
+    pairs, pg = torch.cat([src, tgt], 1), pair_group(group, src.shape[1])
+    for a in pg.elements:
+        for b in pg.elements:
+            assert torch.equal(pg.act_input(a, pg.act_input(b, pairs)), pg.act_input(pg.compose(a, b), pairs))
+    model = scan.new_model(task).eval()
+    for weighting, log_probs in ((Uniform(), False), (ProxyArgmin("neg_max_prob"), True)):
+        wrapped = EquivariantWrapper(TeacherForced(model, src.shape[1], log_probs), pg, weighting)
+        check_equivariance(wrapped, pairs, group_pairs(pg, invariant=False), atol=1e-5)
+
+
+def test_finetuning_runs_through_each_method_and_keeps_the_cache(tmp_path, shared_data, monkeypatch):
+    monkeypatch.setenv("EQUI_DATA", str(shared_data))
+    base = ["task=scan", "fast=true", "logger=none"]
+    execute(compose_config(base + ["method=vanilla"]), tmp_path / "zero-shot")
+    cache = next((tmp_path / "outputs" / "cache" / "scan").glob("*.pt"))
+    before = cache.read_bytes()
+    for method in ("vanilla", "equitune", "equizero"):
+        record = execute(compose_config(base + [f"method={method}", "task.finetune.examples=64"]), tmp_path / method)
+        assert record["metrics"]["finetune_examples"] == 64 and record["metrics"]["weights"] == "cache"
+    assert cache.read_bytes() == before

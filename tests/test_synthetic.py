@@ -53,8 +53,10 @@ def test_rerun_skips_a_finished_run_and_force_reruns(tmp_path, capsys):
     assert (tmp_path / "results.json").stat().st_mtime_ns == mtime
     changed = compose_config(["fast=true", "logger=none", "task.lr=0.01"])
     assert execute(changed, tmp_path)["run_key"] != first["run_key"]  # a changed config is not "finished"
-    relabelled = execute(compose_config(["fast=true", "logger=none", "label=renamed"]), tmp_path)
+    relabelled = execute(compose_config(["fast=true", "logger=none", "label=renamed", "paper=1.0"]), tmp_path)
     assert relabelled["label"] == "renamed" and relabelled["metrics"] == first["metrics"]
+    assert json.loads((tmp_path / "results.json").read_text())["label"] == "renamed"
+    execute(compose_config(["fast=true", "logger=none"]), tmp_path)  # a plain rerun keeps the table label
     assert json.loads((tmp_path / "results.json").read_text())["label"] == "renamed"
     forced = execute(compose_config(["fast=true", "logger=none", "force=true"]), tmp_path / "forced")
     assert forced["metrics"] == first["metrics"]  # and seeds repeat exactly

@@ -2,7 +2,8 @@
 
 vanilla decodes greedily; equitune averages the back-swapped next-token distributions
 of both views at every step; equizero decodes both views and keeps the sequence with
-the lowest proxy loss (negative max probability over the whole sequence).
+the lowest proxy loss (negative max probability over the whole sequence). With
+task.finetune.examples > 0 the pretrained model is first finetuned through the method.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ..errors import ConfigError
 from ..experiment import RunContext
 from ..groups import VocabularyGroup, vocabulary_cycles
 from ..models.seq2seq import Seq2Seq
-from ..sequence import GreedyDecoder, StepwiseEquivariantDecoder
+from ..sequence import GreedyDecoder, StepwiseEquivariantDecoder, TeacherForced, pair_group
 
 
 def swap_group(task: DictConfig) -> VocabularyGroup:
@@ -37,22 +38,15 @@ def new_model(task: DictConfig) -> Seq2Seq:
                    pad_id=data.PAD_ID, sos_id=data.SOS_ID)
 
 
-def pretrain(model: Seq2Seq, train: data.Pairs, settings: DictConfig, seed: int, device, desc: str) -> None:
-    """Mini-batch training; each batch is teacher-forced with probability `teacher_forcing`
-    (else decoded from the model's own predictions); at least `examples` examples are seen."""
-    src, tgt = (t.to(device) for t in train.tensors())
+def optimise(model: nn.Module, batch_loss, size: int, settings: DictConfig, seed: int, desc: str) -> None:
+    """Adam with gradient clipping over random mini-batches until `examples` examples are seen."""
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    loss_fn = nn.CrossEntropyLoss(ignore_index=data.PAD_ID)
     steps = -(-settings.examples // settings.batch_size)
     model.train()
     progress = tqdm(range(steps), desc=desc, unit="batch")
     for step in progress:
-        idx = torch.randint(len(train), (settings.batch_size,), generator=gen).to(device)
-        width = int((tgt[idx] != data.PAD_ID).sum(1).max())
-        forced = torch.rand((), generator=gen).item() < settings.teacher_forcing  # one coin per batch
-        logits = model(src[idx], tgt[idx, :width], forced)
-        loss = loss_fn(logits.reshape(-1, logits.shape[-1]), tgt[idx, :width].reshape(-1))
+        loss = batch_loss(torch.randint(size, (settings.batch_size,), generator=gen), gen)
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), settings.clip)
@@ -60,6 +54,43 @@ def pretrain(model: Seq2Seq, train: data.Pairs, settings: DictConfig, seed: int,
         if step % 50 == 0:
             progress.set_postfix(loss=f"{loss.item():.3f}")
     model.eval()
+
+
+def pretrain(model: Seq2Seq, train: data.Pairs, settings: DictConfig, seed: int, device, desc: str) -> None:
+    """Each batch is teacher-forced with probability `teacher_forcing`, else decoded from the
+    model's own predictions; cross-entropy on logits, padding ignored."""
+    src, tgt = (t.to(device) for t in train.tensors())
+    loss_fn = nn.CrossEntropyLoss(ignore_index=data.PAD_ID)
+
+    def batch_loss(idx, gen):
+        idx = idx.to(device)
+        width = int((tgt[idx] != data.PAD_ID).sum(1).max())
+        forced = torch.rand((), generator=gen).item() < settings.teacher_forcing  # one coin per batch
+        logits = model(src[idx], tgt[idx, :width], forced)
+        return loss_fn(logits.reshape(-1, logits.shape[-1]), tgt[idx, :width].reshape(-1))
+
+    optimise(model, batch_loss, len(train), settings, seed, desc)
+
+
+def finetune(method: DictConfig, model: Seq2Seq, group: VocabularyGroup, train: data.Pairs, task: DictConfig,
+             seed: int, device) -> None:
+    """Teacher-forced finetuning through the method's operator: equitune averages the views'
+    distributions, equizero trains with the straight-through estimator."""
+    src, tgt = (t.to(device) for t in train.tensors())
+    pairs, src_len = torch.cat([src, tgt], dim=1), src.shape[1]
+    probabilities = method.name == "equitune"  # equitune averages distributions; the rest output log-probs
+    net = methods.wrap(method, TeacherForced(model, src_len, log_probs=not probabilities),
+                       group=pair_group(group, src_len), invariant=False, default_proxy=task.default_proxy)
+    loss_fn = nn.NLLLoss(ignore_index=data.PAD_ID)
+
+    def batch_loss(idx, gen):
+        idx = idx.to(device)
+        width = int((tgt[idx] != data.PAD_ID).sum(1).max())
+        out = net(pairs[idx, : src_len + width])
+        log_p = torch.log(out.clamp_min(1e-30)) if probabilities else out
+        return loss_fn(log_p.reshape(-1, log_p.shape[-1]), tgt[idx, :width].reshape(-1))
+
+    optimise(model, batch_loss, len(train), task.finetune, seed + 1, f"finetune {method.name} on {task.split} seed {seed}")
 
 
 def pretrained(task: DictConfig, train: data.Pairs, seed: int, ctx: RunContext) -> tuple[Seq2Seq, str]:
@@ -106,6 +137,8 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
     train_file, test = data.load_split(ctx.data_dir / "scan", task.split, task.download)
     train, val = data.hold_out(train_file, task.pretrain.val_fraction, task.pretrain.split_seed)
     model, source = pretrained(task, train, cfg.seed, ctx)
+    if task.finetune.examples:
+        finetune(cfg.method, model, group, train, task, cfg.seed, ctx.device)
     if task.limit:
         val, test = val.subset(range(min(task.limit, len(val)))), test.subset(range(min(task.limit, len(test))))
     decode = decoder(cfg.method, model, group, task).eval()
@@ -113,6 +146,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
         "val_accuracy": accuracy(decode, val, task.eval_batch, ctx.device, "validation"),
         "test_accuracy": accuracy(decode, test, task.eval_batch, ctx.device, "test"),
         "weights": source,
+        "finetune_examples": task.finetune.examples,
         "parameters": sum(p.numel() for p in model.parameters()),
     }
     ctx.logger.log({k: v for k, v in metrics.items() if k.endswith("accuracy")})

@@ -1,0 +1,72 @@
+#!/usr/bin/env python
+"""SCAN few-shot curve: test accuracy against finetuning examples, one line per method.
+
+Reads scan runs (one cell and split) and writes a PNG plus a markdown table, mean (std) over seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from collect_results import REPO, load  # noqa: E402
+
+METHODS = ["vanilla", "equitune", "equizero"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=Path, default=REPO / "outputs" / "runs")
+    parser.add_argument("--cell", default="lstm")
+    parser.add_argument("--split", default="add_jump")
+    parser.add_argument("--png", type=Path, default=REPO / "outputs" / "figures" / "fig_scan_fewshot.png")
+    parser.add_argument("--table", type=Path, default=REPO / "outputs" / "tables" / "fig_scan_fewshot.md")
+    args = parser.parse_args()
+    records = load(args.runs, "scan", False, False, [f"task.cell={args.cell}", f"task.split={args.split}", "task.limit=None"])
+    curves: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        curves[r["method"]][r["config"]["task"]["finetune"]["examples"]].append(r["metrics"]["test_accuracy"])
+    if not curves:
+        print(f"error: no scan runs for {args.cell} on {args.split} under {args.runs}", file=sys.stderr)
+        return 1
+    sizes = sorted({n for c in curves.values() for n in c})
+    lines = ["| finetune examples | " + " | ".join(METHODS) + " |", "|---|" + "---|" * len(METHODS)]
+    for n in sizes:
+        cells = []
+        for m in METHODS:
+            v = curves[m].get(n, [])
+            cells.append(f"{statistics.mean(v):.1f} ({statistics.stdev(v) if len(v) > 1 else 0.0:.1f}), n={len(v)}" if v else "-")
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines)
+    print(text)
+    args.table.parent.mkdir(parents=True, exist_ok=True)
+    args.table.write_text(text + "\n")
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for m in METHODS:
+        xs = sorted(curves[m])
+        if xs:
+            means = [statistics.mean(curves[m][x]) for x in xs]
+            stds = [statistics.stdev(curves[m][x]) if len(curves[m][x]) > 1 else 0.0 for x in xs]
+            ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=m)
+    ax.set_xlabel("finetuning examples")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"SCAN {args.split}, {args.cell.upper()}")
+    ax.legend()
+    fig.tight_layout()
+    args.png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.png, dpi=120)
+    print(f"figure: {args.png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
