@@ -90,7 +90,7 @@ def finetune(method: DictConfig, model: Seq2Seq, group: VocabularyGroup, train: 
         log_p = torch.log(out.clamp_min(1e-30)) if probabilities else out
         return loss_fn(log_p.reshape(-1, log_p.shape[-1]), tgt[idx, :width].reshape(-1))
 
-    optimise(model, batch_loss, len(train), task.finetune, seed + 1, f"finetune {method.name} on {task.split} seed {seed}")
+    optimise(net, batch_loss, len(train), task.finetune, seed + 1, f"finetune {method.name} on {task.split} seed {seed}")
 
 
 def pretrained(task: DictConfig, train: data.Pairs, seed: int, ctx: RunContext) -> tuple[Seq2Seq, str]:
@@ -113,10 +113,10 @@ def pretrained(task: DictConfig, train: data.Pairs, seed: int, ctx: RunContext) 
 
 def decoder(method: DictConfig, model: Seq2Seq, group: VocabularyGroup, task: DictConfig) -> nn.Module:
     """Commands → per-step log-probabilities, made equivariant as the method says."""
-    greedy = GreedyDecoder(model, data.EOS_OUT, data.PAD_ID, task.max_len)
     if method.name in ("equitune", "lambda"):
         weighting = methods.weighting_for(method, feature_dim=task.hidden)
         return StepwiseEquivariantDecoder(model, group, weighting, data.EOS_OUT, data.PAD_ID, task.max_len)
+    greedy = GreedyDecoder(model, data.EOS_OUT, data.PAD_ID, task.max_len)
     return methods.wrap(method, greedy, group=group, invariant=False, default_proxy=task.default_proxy)
 
 
