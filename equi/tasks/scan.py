@@ -39,10 +39,14 @@ def new_model(task: DictConfig) -> Seq2Seq:
 
 
 def optimise(model: nn.Module, batch_loss, size: int, settings: DictConfig, seed: int, desc: str) -> None:
-    """Adam with gradient clipping over random mini-batches until `examples` examples are seen."""
+    """Adam with gradient clipping over random mini-batches until `examples` examples are seen;
+    the learning rate follows `schedule` (constant, or cosine decay to zero)."""
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
     steps = -(-settings.examples // settings.batch_size)
+    if settings.schedule not in ("constant", "cosine"):
+        raise ConfigError(f"unknown schedule {settings.schedule!r}; choose one of: constant, cosine")
+    decay = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if settings.schedule == "cosine" else None
     model.train()
     progress = tqdm(range(steps), desc=desc, unit="batch")
     for step in progress:
@@ -51,6 +55,8 @@ def optimise(model: nn.Module, batch_loss, size: int, settings: DictConfig, seed
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), settings.clip)
         opt.step()
+        if decay is not None:
+            decay.step()
         if step % 50 == 0:
             progress.set_postfix(loss=f"{loss.item():.3f}")
     model.eval()
