@@ -13,7 +13,11 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from equi.config import compose_config, run_key  # noqa: E402
 
 
 def config_value(config: dict, dotted: str):
@@ -22,8 +26,21 @@ def config_value(config: dict, dotted: str):
     return config
 
 
+def is_stale(run_dir: Path, record: dict) -> bool:
+    """True if the run's command-line overrides compose, with today's config, into another run:
+    its numbers came from older defaults and must not be averaged with current ones."""
+    overrides_file = run_dir / ".hydra" / "overrides.yaml"
+    if not overrides_file.exists():  # made without run.py (e.g. by the tests): nothing to compare
+        return False
+    overrides = [o for o in yaml.safe_load(overrides_file.read_text()) or [] if not o.lstrip("+~").startswith("hydra")]
+    try:
+        return run_key(compose_config(overrides)) != record["run_key"]
+    except Exception:  # an override that no longer composes
+        return True
+
+
 def load(runs: Path, task: str | None, include_fast: bool, paper_rows: bool, where: list[str] = ()) -> list[dict]:
-    records = []
+    records, stale = [], 0
     conditions = [w.split("=", 1) for w in where]
     for path in sorted(runs.glob("*/results.json")):
         record = json.loads(path.read_text())
@@ -31,17 +48,27 @@ def load(runs: Path, task: str | None, include_fast: bool, paper_rows: bool, whe
             continue
         if any(str(config_value(record["config"], key)) != value for key, value in conditions):
             continue
+        if is_stale(path.parent, record):
+            stale += 1
+            continue
         if record["config"].get("fast") and not include_fast:
             continue
         if paper_rows and record.get("paper") is None:
             continue
         records.append(record)
+    if stale:
+        print(f"note: skipped {stale} run(s) made with older defaults (rerun them to include them)", file=sys.stderr)
     return records
 
 
-def mean_std(values: list[float]) -> str:
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ({std:.3f})"
+def stats(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single seed)."""
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def mean_std(values: list[float], digits: int = 3) -> str:
+    mean, std = stats(values)
+    return f"{mean:.{digits}f} ({std:.{digits}f})"
 
 
 def table(records: list[dict], metric: str | None) -> str:

@@ -8,7 +8,6 @@ mean (std) over seeds, and says whether the paper's ordering equizero ≥ equitu
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -19,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from collect_results import REPO, load  # noqa: E402
+from collect_results import REPO, load, mean_std, stats  # noqa: E402
 
 ENVS = ["gridworld", "cartpole", "acrobot"]
 METHODS = ["vanilla", "equitune", "equizero"]
@@ -32,10 +31,6 @@ def summarise(records: list[dict]) -> dict[tuple[str, str], list[float]]:
     return {k: [v[s] for s in sorted(v)] for k, v in returns.items()}
 
 
-def stats(values: list[float]) -> tuple[float, float]:
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def markdown(returns) -> str:
     lines = ["| env | " + " | ".join(f"{m}, mean (std)" for m in METHODS) + " | seeds | equizero ≥ equitune ≥ vanilla |",
              "|---|" + "---|" * (len(METHODS) + 2)]
@@ -43,7 +38,7 @@ def markdown(returns) -> str:
         if not all((env, m) in returns for m in METHODS):
             continue
         means = [stats(returns[(env, m)])[0] for m in METHODS]
-        cells = [f"{stats(returns[(env, m)])[0]:.2f} ({stats(returns[(env, m)])[1]:.2f})" for m in METHODS]
+        cells = [mean_std(returns[(env, m)], digits=2) for m in METHODS]
         holds = "yes" if means[2] >= means[1] >= means[0] else "no"
         lines.append(f"| {env} | " + " | ".join(cells) + f" | {len(returns[(env, METHODS[0])])} | {holds} |")
     return "\n".join(lines)

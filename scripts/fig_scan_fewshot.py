@@ -7,7 +7,6 @@ Reads scan runs (one cell and split) and writes a PNG plus a markdown table, mea
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -18,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from collect_results import REPO, load  # noqa: E402
+from collect_results import REPO, load, mean_std, stats  # noqa: E402
 
 METHODS = ["vanilla", "equitune", "equizero"]
 
@@ -44,7 +43,7 @@ def main() -> int:
         cells = []
         for m in METHODS:
             v = curves[m].get(n, [])
-            cells.append(f"{statistics.mean(v):.1f} ({statistics.stdev(v) if len(v) > 1 else 0.0:.1f}), n={len(v)}" if v else "-")
+            cells.append(f"{mean_std(v, digits=1)}, n={len(v)}" if v else "-")
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     text = "\n".join(lines)
     print(text)
@@ -54,8 +53,7 @@ def main() -> int:
     for m in METHODS:
         xs = sorted(curves[m])
         if xs:
-            means = [statistics.mean(curves[m][x]) for x in xs]
-            stds = [statistics.stdev(curves[m][x]) if len(curves[m][x]) > 1 else 0.0 for x in xs]
+            means, stds = zip(*(stats(curves[m][x]) for x in xs))
             ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=m)
     ax.set_xlabel("finetuning examples")
     ax.set_ylabel("test accuracy (%)")

@@ -94,5 +94,15 @@ def test_sweep_through_run_py_and_collect_table(tmp_path):
                             "--paper-rows", "--where", "method.name=vanilla"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert [line.split(" | ")[0] for line in table.splitlines()[2:]] == ["| MLP", "| Zero"]  # a paper number of 0.0 counts
     assert table.splitlines()[-1].endswith("| 0.0 |")
+    # a run whose overrides now compose into another run (older defaults) is left out, with a note
+    overrides = next((outputs / "runs").glob("synthetic-vanilla-seed1-*")) / ".hydra" / "overrides.yaml"
+    original = overrides.read_text()
+    overrides.write_text(original.replace("seed=1", "seed=7"))
+    stale = subprocess.run([sys.executable, "scripts/collect_results.py", "--runs", str(outputs / "runs"), "--include-fast",
+                            "--paper-rows"], cwd=REPO, capture_output=True, text=True, check=True)
+    assert "skipped 1 run(s) made with older defaults" in stale.stderr
+    mlp = next(line for line in stale.stdout.splitlines() if line.startswith("| MLP |"))
+    assert mlp.endswith("| 1 | 0.91 (0.82) |")  # one of its two seeds is left out
+    overrides.write_text(original)
     rerun = subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True, text=True, timeout=600)
     assert rerun.stdout.count("skip: finished run") == 4

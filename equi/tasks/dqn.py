@@ -7,21 +7,19 @@ action g⁻¹·a. The Q-network is stable-baselines3's, wrapped by the shared op
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import time
 
 import gymnasium
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from stable_baselines3 import DQN
 from stable_baselines3.common.callbacks import BaseCallback
 from tqdm import tqdm
 
 from .. import envs  # noqa: F401 - registers equi/GridWorld-v0
 from .. import methods
+from ..cache import checkpoint_path, save_atomically
 from ..errors import ConfigError
 from ..experiment import RunContext
 from ..groups import StateActionGroup, grid_rotations, reflection
@@ -56,18 +54,13 @@ class TqdmCallback(BaseCallback):
 
 def pretrained(env: str, spec: DictConfig, seed: int, ctx: RunContext) -> tuple[DQN, str]:
     """The DQN for (env, settings, seed): from the cache under outputs/, else trained and cached."""
-    settings = json.dumps(OmegaConf.to_container(spec, resolve=True), sort_keys=True)
-    key = hashlib.sha1(f"{settings}|{seed}".encode()).hexdigest()[:10]
-    path = ctx.cache_dir / "dqn" / f"{env}-seed{seed}-{key}.zip"
+    path = checkpoint_path(ctx.cache_dir, "dqn", env, spec, seed, ".zip")
     if path.exists():
         return DQN.load(path, device=ctx.device), "cache"
     model = DQN("MlpPolicy", gymnasium.make(spec.id), policy_kwargs={"net_arch": list(spec.net_arch)},
                 seed=seed, device=ctx.device, **spec.dqn)
     model.learn(spec.timesteps, callback=TqdmCallback(spec.timesteps, f"pretrain {env} seed {seed}"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.zip")
-    model.save(tmp)
-    os.replace(tmp, path)
+    save_atomically(path, model.save)
     return model, "trained"
 
 

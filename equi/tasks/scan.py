@@ -8,16 +8,13 @@ task.finetune.examples > 0 the pretrained model is first finetuned through the m
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm import tqdm
 
 from .. import methods
+from ..cache import checkpoint_path, save_atomically
 from ..data import scan as data
 from ..errors import ConfigError
 from ..experiment import RunContext
@@ -101,19 +98,14 @@ def finetune(method: DictConfig, model: Seq2Seq, group: VocabularyGroup, train: 
 
 def pretrained(task: DictConfig, train: data.Pairs, seed: int, ctx: RunContext) -> tuple[Seq2Seq, str]:
     """The pretrained model for (split, architecture, settings, seed), cached under outputs/."""
-    keyed = {k: task[k] for k in ("split", "cell", "hidden", "dropout", "pretrain")}
-    settings = json.dumps(OmegaConf.to_container(OmegaConf.create(keyed), resolve=True), sort_keys=True)
-    key = hashlib.sha1(f"{settings}|{seed}".encode()).hexdigest()[:10]
-    path = ctx.cache_dir / "scan" / f"{task.cell}-{task.split}-seed{seed}-{key}.pt"
+    settings = OmegaConf.masked_copy(task, ["split", "cell", "hidden", "dropout", "pretrain"])
+    path = checkpoint_path(ctx.cache_dir, "scan", f"{task.cell}-{task.split}", settings, seed, ".pt")
     model = new_model(task).to(ctx.device)
     if path.exists():
         model.load_state_dict(torch.load(path, map_location=ctx.device))
         return model.eval(), "cache"
     pretrain(model, train, task.pretrain, seed, ctx.device, f"pretrain {task.cell} on {task.split} seed {seed}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)
+    save_atomically(path, lambda tmp: torch.save(model.state_dict(), tmp))
     return model, "trained"
 
 

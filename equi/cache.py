@@ -1,0 +1,29 @@
+"""Pretrained checkpoints shared between runs: keyed by the settings that made them, saved atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+from omegaconf import DictConfig, OmegaConf
+
+
+def checkpoint_path(cache_dir: Path, task: str, stem: str, settings: DictConfig | dict, seed: int, suffix: str) -> Path:
+    """outputs/cache/<task>/<stem>-seed<n>-<hash of settings and seed><suffix>."""
+    plain = OmegaConf.to_container(settings, resolve=True) if isinstance(settings, DictConfig) else settings
+    key = hashlib.sha1(f"{json.dumps(plain, sort_keys=True)}|{seed}".encode()).hexdigest()[:10]
+    return Path(cache_dir) / task / f"{stem}-seed{seed}-{key}{suffix}"
+
+
+def save_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """write(tmp) beside path, then rename: a crash never leaves half a checkpoint under its name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
