@@ -64,7 +64,9 @@ class EquivariantWrapper(nn.Module):
         weights = weights / weights.sum(0, keepdim=True)
         expand = weights.reshape(*weights.shape, *([1] * (views.ndim - 2)))
         out = (expand * views).sum(0)
-        if self.weighting.straight_through:
+        if self.weighting.straight_through and views.requires_grad:
+            # only where gradients flow: in float32, mean + (out − mean) loses out's small
+            # entries next to large ones (a decoder's −1e9 log-probabilities, say)
             mean = views.mean(0)
             out = mean + (out - mean).detach()
         return out, weights

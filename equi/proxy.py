@@ -1,8 +1,9 @@
 """Proxy losses for equizero: lower means "the model is more at home with this view".
 
 Each takes outputs of shape (…, C), scores over C classes/actions/tokens, and returns
-one loss per leading position (…); the operator averages any axes beyond (|G|, B), e.g.
-the time axis of a decoded sequence. Adding a proxy is adding one function to PROXIES.
+one loss per leading position (…); the operator averages any axes beyond (|G|, B).
+A sequence proxy may reduce the time axis itself. Adding a proxy is adding one function
+to PROXIES.
 """
 
 from __future__ import annotations
@@ -34,11 +35,26 @@ def neg_similarity(scores: torch.Tensor) -> torch.Tensor:
     return -scores.amax(-1)
 
 
+ENDED = -1e9  # log-probability of every token but <pad> at the steps after a decoded sequence ended
+
+
+def seq_neg_max_prob(log_probs: torch.Tensor) -> torch.Tensor:
+    """neg_max_prob averaged over the decoded steps of a sequence (…, T, V) → (…).
+
+    The steps after <eos> (certain <pad>, see equi.sequence) are left out: counted, they
+    would make a view that stops early look confident.
+    """
+    decoded = (log_probs > ENDED / 2).sum(-1) > 1
+    per_step = -log_probs.amax(-1).exp()
+    return (per_step * decoded).sum(-1) / decoded.sum(-1).clamp(min=1)
+
+
 PROXIES: dict[str, Proxy] = {
     "entropy": entropy,
     "neg_max_prob": neg_max_prob,
     "neg_softmax_value": neg_max_prob,
     "neg_similarity": neg_similarity,
+    "seq_neg_max_prob": seq_neg_max_prob,
 }
 
 

@@ -20,9 +20,9 @@ from torch import nn
 
 from .groups import FiniteGroup, VocabularyGroup
 from .operator import EquivariantWrapper
+from .proxy import ENDED
 from .weighting import Weighting
 
-PAST_END = -1e9  # log-probability of every token but <pad> once a sequence has ended
 
 
 class GreedyDecoder(nn.Module):
@@ -44,7 +44,7 @@ class GreedyDecoder(nn.Module):
         for _ in range(self.max_len):
             logits, state = self.model.step(prev, state)
             log_p = torch.log_softmax(logits, dim=-1)
-            finished = torch.full_like(log_p, PAST_END)
+            finished = torch.full_like(log_p, ENDED)
             finished[:, self.pad_id] = 0.0
             log_p = torch.where(done.unsqueeze(-1), finished, log_p)
             steps.append(log_p)
@@ -81,7 +81,7 @@ class StepwiseEquivariantDecoder(nn.Module):
             views = self.operator.pull_back(torch.softmax(logits, dim=-1))
             p, _ = self.operator.aggregate(views, features)
             log_p = torch.log(p.clamp_min(1e-30))
-            finished = torch.full_like(log_p, PAST_END)
+            finished = torch.full_like(log_p, ENDED)
             finished[:, self.pad_id] = 0.0
             log_p = torch.where(done.unsqueeze(-1), finished, log_p)
             steps.append(log_p)

@@ -71,7 +71,7 @@ def mean_std(values: list[float], digits: int = 3) -> str:
     return f"{mean:.{digits}f} ({std:.{digits}f})"
 
 
-def table(records: list[dict], metric: str | None) -> str:
+def table(records: list[dict], metric: str | None, digits: int = 3) -> str:
     rows: dict[str, list[dict]] = defaultdict(list)
     for r in records:
         rows[r["label"]].append(r)
@@ -80,7 +80,7 @@ def table(records: list[dict], metric: str | None) -> str:
     for label, group in sorted(rows.items()):
         values = [r["metrics"][metric] for r in group if metric in r["metrics"]]
         seeds = sorted({r["seed"] for r in group})
-        lines.append(f"| {label} | {mean_std(values)} | {len(seeds)} | {'-' if group[0].get('paper') is None else group[0]['paper']} |")
+        lines.append(f"| {label} | {mean_std(values, digits)} | {len(seeds)} | {'-' if group[0].get('paper') is None else group[0]['paper']} |")
     return "\n".join(lines)
 
 
@@ -93,13 +93,14 @@ def main() -> int:
     parser.add_argument("--paper-rows", action="store_true", help="only runs of experiments with a paper number")
     parser.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
                         help="only runs whose config has this value, e.g. task.cell=lstm (repeatable)")
+    parser.add_argument("--digits", type=int, default=3, help="decimals in the table")
     parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
     args = parser.parse_args()
     records = load(args.runs, args.task, args.include_fast, args.paper_rows, args.where)
     if not records:
         print(f"error: no finished runs{f' of task {args.task}' if args.task else ''} under {args.runs}", file=sys.stderr)
         return 1
-    text = table(records, args.metric)
+    text = table(records, args.metric, args.digits)
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

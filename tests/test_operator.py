@@ -173,6 +173,16 @@ def test_straight_through_gradient_equals_equitune_gradient():
     assert any(not torch.allclose(p.grad, g) for p, g in zip(model.parameters(), grads["equitune"]))
 
 
+def test_equizero_returns_the_chosen_view_exactly_without_gradients():
+    """The straight-through form would round a chosen log-probability of −0.01 away next to −1e9."""
+    views = torch.tensor([[[-1e9, -0.01, -1e9]], [[-0.5, -1e9, -0.7]]])  # (|G|=2, B=1, 3)
+    zero = equi.EquivariantWrapper(nn.Identity(), G.identity(), equi.ProxyArgmin("neg_max_prob"))
+    with torch.no_grad():
+        out, weights = zero.aggregate(views, views)
+    assert weights[:, 0].tolist() == [1.0, 0.0]
+    assert torch.equal(out, views[0])
+
+
 def test_shape_errors_name_the_problem():
     with pytest.raises(ValueError, match="λ-network expects 100 input features per view, got 108"):
         equi.EquivariantWrapper(cnn(7), G.rot90(), equi.LambdaNet(100), invariant=True)(torch.randn(2, 3, 6, 6))
@@ -187,3 +197,14 @@ def test_shape_errors_name_the_problem():
 def test_unknown_proxy_lists_the_choices():
     with pytest.raises(ValueError, match="unknown proxy loss 'entropi'; choose one of: entropy, neg_max_prob"):
         equi.ProxyArgmin("entropi")
+
+
+def test_sequence_proxy_ignores_the_steps_after_the_end():
+    from equi.proxy import ENDED, seq_neg_max_prob
+
+    confident, unsure, ended = [0.0, -50.0, -50.0], [-0.7, -0.7, -50.0], [0.0, ENDED, ENDED]
+    short = torch.tensor([[unsure, ended, ended]])  # one decoded step, unsure
+    long = torch.tensor([[confident, confident, unsure]])  # three decoded steps, mostly sure
+    assert seq_neg_max_prob(short).item() == pytest.approx(-0.5, abs=1e-3)
+    assert seq_neg_max_prob(long).item() == pytest.approx(-(1 + 1 + 0.5) / 3, abs=1e-3)
+    assert seq_neg_max_prob(long) < seq_neg_max_prob(short)  # counting ended steps would reverse this
