@@ -3,6 +3,8 @@
 Models are random and deliberately not symmetric, so any broken action shows up.
 """
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -202,7 +204,8 @@ def test_unknown_proxy_lists_the_choices():
 def test_sequence_proxy_ignores_the_steps_after_the_end():
     from equi.proxy import ENDED, seq_neg_max_prob
 
-    confident, unsure, ended = [0.0, -50.0, -50.0], [-0.7, -0.7, -50.0], [0.0, ENDED, ENDED]
+    half = math.log(0.5)
+    confident, unsure, ended = [0.0, -50.0, -50.0], [half, half, -50.0], [0.0, ENDED, ENDED]
     short = torch.tensor([[unsure, ended, ended]])  # one decoded step, unsure
     long = torch.tensor([[confident, confident, unsure]])  # three decoded steps, mostly sure
     assert seq_neg_max_prob(short).item() == pytest.approx(-0.5, abs=1e-3)
