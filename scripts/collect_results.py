@@ -76,11 +76,14 @@ def table(records: list[dict], metric: str | None, digits: int = 3) -> str:
     for r in records:
         rows[r["label"]].append(r)
     metric = metric or records[0]["config"]["task"].get("metric")
-    lines = [f"| model | {metric}: ours, mean (std) | seeds | paper |", "|---|---|---|---|"]
+    lines = [f"| model | {metric}: ours, mean (std) | runs | paper |", "|---|---|---|---|"]
     for label, group in sorted(rows.items()):
         values = [r["metrics"][metric] for r in group if metric in r["metrics"]]
-        seeds = sorted({r["seed"] for r in group})
-        lines.append(f"| {label} | {mean_std(values, digits)} | {len(seeds)} | {'-' if group[0].get('paper') is None else group[0]['paper']} |")
+        seeds = [r["seed"] for r in group]
+        if len(set(seeds)) < len(seeds):
+            print(f"warning: row {label!r} holds {len(seeds)} runs for seeds {sorted(set(seeds))}: runs with other "
+                  "settings share its label; narrow the table with --where", file=sys.stderr)
+        lines.append(f"| {label} | {mean_std(values, digits)} | {len(values)} | {'-' if group[0].get('paper') is None else group[0]['paper']} |")
     return "\n".join(lines)
 
 

@@ -83,7 +83,7 @@ def test_sweep_through_run_py_and_collect_table(tmp_path):
     table = subprocess.run([sys.executable, "scripts/collect_results.py", "--runs", str(outputs / "runs"), "--include-fast"],
                            cwd=REPO, capture_output=True, text=True, check=True).stdout
     lines = table.splitlines()
-    assert lines[0] == "| model | test_loss: ours, mean (std) | seeds | paper |"
+    assert lines[0] == "| model | test_loss: ours, mean (std) | runs | paper |"
     assert lines[2].startswith("| Canon-MLP | ") and lines[2].endswith("| 2 | 0.41 (0.34) |")
     assert lines[3].startswith("| MLP | ") and lines[3].endswith("| 2 | 0.91 (0.82) |")
     zero = json.loads(next((outputs / "runs").glob("synthetic-vanilla-*/results.json")).read_text())
@@ -104,5 +104,13 @@ def test_sweep_through_run_py_and_collect_table(tmp_path):
     mlp = next(line for line in stale.stdout.splitlines() if line.startswith("| MLP |"))
     assert mlp.endswith("| 1 | 0.91 (0.82) |")  # one of its two seeds is left out
     overrides.write_text(original)
+    twin = json.loads(next((outputs / "runs").glob("synthetic-vanilla-seed0-*/results.json")).read_text())
+    twin["run_key"], twin["config"]["task"]["lr"] = "twin", 0.5  # other settings, same label and seed
+    (outputs / "runs" / "twin").mkdir()
+    (outputs / "runs" / "twin" / "results.json").write_text(json.dumps(twin))
+    mixed = subprocess.run([sys.executable, "scripts/collect_results.py", "--runs", str(outputs / "runs"), "--include-fast",
+                            "--paper-rows"], cwd=REPO, capture_output=True, text=True, check=True)
+    assert "warning: row 'MLP' holds 3 runs for seeds [0, 1]" in mixed.stderr
+    assert next(line for line in mixed.stdout.splitlines() if line.startswith("| MLP |")).endswith("| 3 | 0.91 (0.82) |")
     rerun = subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True, text=True, timeout=600)
-    assert rerun.stdout.count("skip: finished run") == 4
+    assert rerun.stdout.count("skip: finished run") == 4  # the planted rows are not runs of this sweep
