@@ -25,6 +25,13 @@ from .weighting import Weighting
 
 
 
+def after_end(log_p: torch.Tensor, done: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """Sequences already ended (done) get a certain <pad> at this step."""
+    finished = torch.full_like(log_p, ENDED)
+    finished[:, pad_id] = 0.0
+    return torch.where(done.unsqueeze(-1), finished, log_p)
+
+
 class GreedyDecoder(nn.Module):
     """Commands (B, S) → log-probabilities (B, T, V) of the greedy output, T ≤ max_len.
 
@@ -43,10 +50,7 @@ class GreedyDecoder(nn.Module):
         steps = []
         for _ in range(self.max_len):
             logits, state = self.model.step(prev, state)
-            log_p = torch.log_softmax(logits, dim=-1)
-            finished = torch.full_like(log_p, ENDED)
-            finished[:, self.pad_id] = 0.0
-            log_p = torch.where(done.unsqueeze(-1), finished, log_p)
+            log_p = after_end(torch.log_softmax(logits, dim=-1), done, self.pad_id)
             steps.append(log_p)
             prev = log_p.argmax(-1)
             done = done | (prev == self.eos_id)
@@ -80,10 +84,7 @@ class StepwiseEquivariantDecoder(nn.Module):
             logits, state = self.model.step(prev, state)
             views = self.operator.pull_back(torch.softmax(logits, dim=-1))
             p, _ = self.operator.aggregate(views, features)
-            log_p = torch.log(p.clamp_min(1e-30))
-            finished = torch.full_like(log_p, ENDED)
-            finished[:, self.pad_id] = 0.0
-            log_p = torch.where(done.unsqueeze(-1), finished, log_p)
+            log_p = after_end(torch.log(p.clamp_min(1e-30)), done, self.pad_id)
             steps.append(log_p)
             token = log_p.argmax(-1)
             prev = torch.cat([self.group.act_output_ids(g, token) for g in self.group.elements])
