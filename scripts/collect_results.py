@@ -48,12 +48,12 @@ def load(runs: Path, task: str | None, include_fast: bool, paper_rows: bool, whe
             continue
         if any(str(config_value(record["config"], key)) != value for key, value in conditions):
             continue
-        if is_stale(path.parent, record):
-            stale += 1
-            continue
         if record["config"].get("fast") and not include_fast:
             continue
         if paper_rows and record.get("paper") is None:
+            continue
+        if is_stale(path.parent, record):  # last: it composes a whole config
+            stale += 1
             continue
         records.append(record)
     if stale:
