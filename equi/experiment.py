@@ -101,7 +101,8 @@ def execute(cfg: DictConfig, run_dir: str | Path) -> dict:
 
 
 def print_summary(record: dict, run_dir: Path) -> None:
-    rows = [(k, f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in record["metrics"].items()]
+    rows = [(k, f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in record["metrics"].items()
+            if not isinstance(v, dict)]  # nested records (figure data) stay in results.json
     rows.append(("wall_time_s", f"{record['wall_time_s']:.1f}"))
     width = max(len(k) for k, _ in rows)
     print(f"\n{record['label']} · task={record['task']} method={record['method']} seed={record['seed']}")

@@ -23,8 +23,6 @@ from .operator import EquivariantWrapper
 from .proxy import ENDED
 from .weighting import Weighting
 
-
-
 def after_end(log_p: torch.Tensor, done: torch.Tensor, pad_id: int) -> torch.Tensor:
     """Sequences already ended (done) get a certain <pad> at this step."""
     finished = torch.full_like(log_p, ENDED)
@@ -129,3 +127,17 @@ class TeacherForced(nn.Module):
     def forward(self, pair: torch.Tensor) -> torch.Tensor:
         logits = self.model(pair[:, : self.src_len], pair[:, self.src_len :], teacher_forcing=True)
         return torch.log_softmax(logits, -1) if self.log_probs else torch.softmax(logits, -1)
+
+
+class CommandSummary(nn.Module):
+    """[commands | targets] → the model's encoder summary of the commands: what λ sees in
+    ``StepwiseEquivariantDecoder``, for training λ under teacher forcing. No gradient flows
+    into the model through it (λ is trained with the model frozen, then frozen itself)."""
+
+    def __init__(self, model: nn.Module, src_len: int):
+        super().__init__()
+        self.model, self.src_len = model, src_len
+
+    def forward(self, pair: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.model.start(pair[:, : self.src_len])[1]

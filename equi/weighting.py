@@ -86,3 +86,17 @@ class LambdaNet(Weighting):
             raise ValueError(f"λ-network expects {self.in_features} input features per view, got {flat.shape[1]}")
         score = self.net(flat).reshape(g, b)
         return torch.softmax(score, dim=0)  # exp(score) normalised over the group, overflow-free
+
+
+class Featurized(Weighting):
+    """A weighting that sees featurize(view) instead of the view: a λ-network over a frozen
+    encoder's summary when the operator's input is not what λ should see (teacher-forced pairs)."""
+
+    def __init__(self, weighting: Weighting, featurize: nn.Module):
+        super().__init__()
+        self.weighting, self.featurize = weighting, featurize
+        self.straight_through = weighting.straight_through
+
+    def forward(self, outputs, features):
+        g, b = features.shape[:2]
+        return self.weighting(outputs, self.featurize(features.reshape(g * b, *features.shape[2:])).reshape(g, b, -1))

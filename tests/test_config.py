@@ -43,7 +43,7 @@ def test_every_experiment_composes_with_a_label_and_paper_number(experiment):
     "overrides,message",
     [
         (["method=equitun"], "unknown method 'equitun'; choose one of: canonical_lambda, equitune, equizero, lambda, vanilla"),
-        (["task=synthetc"], "unknown task 'synthetc'; choose one of: dqn, scan, synthetic"),
+        (["task=synthetc"], "unknown task 'synthetc'; choose one of: cnn, dqn, scan, synthetic"),
         (["hardware=tpu"], "unknown hardware 'tpu'; choose one of: cpu, cuda, multigpu"),
         (["seeed=1"], "unknown config key 'seeed' (did you mean 'seed'?)"),
         (["method.extra_rotation=3"], "unknown config key 'method.extra_rotation' (did you mean 'method.extra_rotations'?)"),

@@ -19,8 +19,11 @@ from ..data import scan as data
 from ..errors import ConfigError
 from ..experiment import RunContext
 from ..groups import VocabularyGroup, vocabulary_cycles
+from ..models.gseq2seq import GSeq2Seq
 from ..models.seq2seq import Seq2Seq
-from ..sequence import GreedyDecoder, StepwiseEquivariantDecoder, TeacherForced, pair_group
+from ..operator import EquivariantWrapper
+from ..sequence import CommandSummary, GreedyDecoder, StepwiseEquivariantDecoder, TeacherForced, pair_group
+from ..weighting import Featurized, Weighting
 
 
 def swap_group(task: DictConfig) -> VocabularyGroup:
@@ -30,14 +33,23 @@ def swap_group(task: DictConfig) -> VocabularyGroup:
     return vocabulary_cycles(data.COMMANDS, swap.commands, data.ACTIONS, swap.actions, name=f"swap_{task.split}")
 
 
+ARCHITECTURES = ("seq2seq", "gseq2seq")
+
+
 def new_model(task: DictConfig) -> Seq2Seq:
+    """A randomly initialised seq2seq, or its G-equivariant form (Gordon et al.) for the task's
+    swap, with `hidden` channels per group element."""
+    if task.architecture not in ARCHITECTURES:
+        raise ConfigError(f"unknown task.architecture {task.architecture!r}; choose one of: {', '.join(ARCHITECTURES)}")
+    if task.architecture == "gseq2seq":
+        return GSeq2Seq(task.cell, swap_group(task), task.hidden, task.dropout, pad_id=data.PAD_ID, sos_id=data.SOS_ID)
     return Seq2Seq(task.cell, len(data.COMMANDS), len(data.ACTIONS), task.hidden, task.dropout,
                    pad_id=data.PAD_ID, sos_id=data.SOS_ID)
 
 
 def optimise(model: nn.Module, batch_loss, size: int, settings: DictConfig, seed: int, desc: str) -> None:
-    """Adam with gradient clipping over random mini-batches until `examples` examples are seen;
-    the learning rate follows `schedule` (constant, or cosine decay to zero)."""
+    """Adam on `model`'s parameters with gradient clipping over random mini-batches until
+    `examples` examples are seen; the learning rate follows `schedule` (constant, or cosine)."""
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
     steps = -(-settings.examples // settings.batch_size)
@@ -75,15 +87,27 @@ def pretrain(model: Seq2Seq, train: data.Pairs, settings: DictConfig, seed: int,
     optimise(model, batch_loss, len(train), settings, seed, desc)
 
 
-def finetune(method: DictConfig, model: Seq2Seq, group: VocabularyGroup, train: data.Pairs, task: DictConfig,
-             seed: int, device) -> None:
-    """Teacher-forced finetuning through the method's operator: equitune averages the views'
-    distributions, equizero trains with the straight-through estimator."""
+def teacher_forced(method: DictConfig, model: Seq2Seq, group: VocabularyGroup, src_len: int, task: DictConfig,
+                   lam: Weighting | None) -> nn.Module:
+    """[commands | targets] → per-step probabilities (equitune, λ: averaged distributions) or
+    log-probabilities (vanilla, equizero with the straight-through estimator), through the
+    method's operator. λ sees each view's command summary, as in decoding."""
+    pairs = pair_group(group, src_len)
+    if method.name == "lambda":
+        return EquivariantWrapper(TeacherForced(model, src_len, log_probs=False), pairs,
+                                  Featurized(lam, CommandSummary(model, src_len)))
+    net = TeacherForced(model, src_len, log_probs=method.name != "equitune")
+    return methods.wrap(method, net, group=pairs, invariant=False, default_proxy=task.default_proxy)
+
+
+def train_through(method: DictConfig, model: Seq2Seq, group: VocabularyGroup, train: data.Pairs, task: DictConfig,
+                  settings: DictConfig, params: nn.Module, seed: int, device, desc: str, lam: Weighting | None = None) -> None:
+    """Teacher-forced training of `params` (the model when finetuning, λ in λ-equitune's first
+    stage) through the method's operator; NLL of the target tokens, padding ignored."""
     src, tgt = (t.to(device) for t in train.tensors())
     pairs, src_len = torch.cat([src, tgt], dim=1), src.shape[1]
-    probabilities = method.name == "equitune"  # equitune averages distributions; the rest output log-probs
-    net = methods.wrap(method, TeacherForced(model, src_len, log_probs=not probabilities),
-                       group=pair_group(group, src_len), invariant=False, default_proxy=task.default_proxy)
+    net = teacher_forced(method, model, group, src_len, task, lam)
+    probabilities = method.name in ("equitune", "lambda")
     loss_fn = nn.NLLLoss(ignore_index=data.PAD_ID)
 
     def batch_loss(idx, gen):
@@ -93,13 +117,14 @@ def finetune(method: DictConfig, model: Seq2Seq, group: VocabularyGroup, train: 
         log_p = torch.log(out.clamp_min(1e-30)) if probabilities else out
         return loss_fn(log_p.reshape(-1, log_p.shape[-1]), tgt[idx, :width].reshape(-1))
 
-    optimise(net, batch_loss, len(train), task.finetune, seed + 1, f"finetune {method.name} on {task.split} seed {seed}")
+    optimise(params, batch_loss, len(train), settings, seed, desc)
 
 
 def pretrained(task: DictConfig, train: data.Pairs, seed: int, ctx: RunContext) -> tuple[Seq2Seq, str]:
     """The pretrained model for (split, architecture, settings, seed), cached under outputs/."""
     settings = OmegaConf.masked_copy(task, ["split", "cell", "hidden", "dropout", "pretrain"])
-    path = checkpoint_path(ctx.cache_dir, "scan", f"{task.cell}-{task.split}", settings, seed, ".pt")
+    g = "g" if task.architecture == "gseq2seq" else ""  # in the name, so plain checkpoints keep their keys
+    path = checkpoint_path(ctx.cache_dir, "scan", f"{g}{task.cell}-{task.split}", settings, seed, ".pt")
     model = new_model(task).to(ctx.device)
     if path.exists():
         model.load_state_dict(torch.load(path, map_location=ctx.device))
@@ -109,10 +134,13 @@ def pretrained(task: DictConfig, train: data.Pairs, seed: int, ctx: RunContext) 
     return model, "trained"
 
 
-def decoder(method: DictConfig, model: Seq2Seq, group: VocabularyGroup, task: DictConfig) -> nn.Module:
+def decoder(method: DictConfig, model: Seq2Seq, group: VocabularyGroup, task: DictConfig,
+            lam: Weighting | None = None) -> nn.Module:
     """Commands → per-step log-probabilities, made equivariant as the method says."""
+    if method.name == "lambda" and lam is None:
+        raise ValueError("λ-equitune decodes with a trained λ-network: pass lam")
     if method.name in ("equitune", "lambda"):
-        weighting = methods.weighting_for(method, feature_dim=task.hidden)
+        weighting = lam if method.name == "lambda" else methods.weighting_for(method)
         return StepwiseEquivariantDecoder(model, group, weighting, data.EOS_OUT, data.PAD_ID, task.max_len)
     greedy = GreedyDecoder(model, data.EOS_OUT, data.PAD_ID, task.max_len)
     return methods.wrap(method, greedy, group=group, invariant=False, default_proxy=task.default_proxy)
@@ -134,12 +162,22 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
     group = swap_group(task)
     train_file, test = data.load_split(ctx.data_dir / "scan", task.split, task.download)
     train, val = data.hold_out(train_file, task.pretrain.val_fraction, task.pretrain.split_seed)
+    method = cfg.method
     model, source = pretrained(task, train, cfg.seed, ctx)
+    lam = None
+    if method.name == "lambda":  # first λ with the model frozen, then the model with λ frozen
+        lam = methods.weighting_for(method, feature_dim=model.memory_proj.out_features).to(ctx.device)
+        model.requires_grad_(False)
+        train_through(method, model, group, train, task, task.lambda_stage, lam, cfg.seed + 2, ctx.device,
+                      f"λ-network on {task.split} seed {cfg.seed}", lam)
+        lam.requires_grad_(False).eval()
+        model.requires_grad_(True)
     if task.finetune.examples:
-        finetune(cfg.method, model, group, train, task, cfg.seed, ctx.device)
+        train_through(method, model, group, train, task, task.finetune, model, cfg.seed + 1, ctx.device,
+                      f"finetune {method.name} on {task.split} seed {cfg.seed}", lam)
     if task.limit:
         val, test = val.subset(range(min(task.limit, len(val)))), test.subset(range(min(task.limit, len(test))))
-    decode = decoder(cfg.method, model, group, task).eval()
+    decode = decoder(method, model, group, task, lam).eval()
     metrics = {
         "val_accuracy": accuracy(decode, val, task.eval_batch, ctx.device, "validation"),
         "test_accuracy": accuracy(decode, test, task.eval_batch, ctx.device, "test"),

@@ -1,0 +1,132 @@
+"""CIFAR-10 as uint8 tensors, from an image-folder layout or torchvision's binary release,
+and rot90-CIFAR10 (every image turned by a random multiple of 90°, drawn with a fixed seed).
+
+Decoded splits are cached as one tensor file under outputs/cache/cifar, so a run does not
+decode 60,000 JPEGs again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision import datasets
+from torchvision.io import ImageReadMode, decode_image
+from tqdm import tqdm
+
+from ..cache import save_atomically
+from ..errors import ConfigError, MissingAssetError
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+SPLITS = ("train", "test")
+BINARY_FOLDER = "cifar-10-batches-py"  # what torchvision.datasets.CIFAR10 unpacks into its root
+MEAN = (0.4914, 0.4822, 0.4465)
+STD = (0.2470, 0.2435, 0.2616)
+
+
+def layout(root: Path) -> str:
+    """'folder' (train/<class>/*.jpg), 'binary' (torchvision's release), else a one-line error."""
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        return "folder"
+    if (root / BINARY_FOLDER).is_dir():
+        return "binary"
+    raise MissingAssetError(
+        f"CIFAR-10 not found in {root}: expected train/<class>/*.jpg and test/<class>/*.jpg, or torchvision's "
+        f"{BINARY_FOLDER}/ (torchvision.datasets.CIFAR10(root, download=True) makes it where a network exists); "
+        "set task.data_root"
+    )
+
+
+def _from_folder(root: Path, split: str, per_class: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    folder = datasets.ImageFolder(root / split)
+    if tuple(folder.classes) != CLASSES:
+        raise MissingAssetError(f"{root / split} has classes {folder.classes}, expected the 10 CIFAR-10 classes")
+    samples = _first_per_class(folder.samples, per_class)
+    images = torch.empty(len(samples), 3, 32, 32, dtype=torch.uint8)
+    for i, (path, _) in enumerate(tqdm(samples, desc=f"decode CIFAR-10 {split}", unit="img", mininterval=2)):
+        image = decode_image(path, mode=ImageReadMode.RGB)
+        if image.shape != (3, 32, 32):
+            raise ValueError(f"{path}: expected a 32×32 RGB image, got {tuple(image.shape)}")
+        images[i] = image
+    return images, torch.tensor([label for _, label in samples])
+
+
+def _from_binary(root: Path, split: str, per_class: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    try:
+        release = datasets.CIFAR10(root, train=split == "train", download=False)
+    except RuntimeError as err:  # torchvision checks the release's md5 sums
+        raise MissingAssetError(f"{root / BINARY_FOLDER}: {err}") from None
+    samples = _first_per_class(list(enumerate(release.targets)), per_class)
+    index = [i for i, _ in samples]
+    images = torch.from_numpy(np.ascontiguousarray(release.data[index])).permute(0, 3, 1, 2).contiguous()
+    return images, torch.tensor([label for _, label in samples])
+
+
+def _first_per_class(samples: list, per_class: int | None) -> list:
+    """The first `per_class` samples of each class (all when None), in their original order."""
+    if per_class is None:
+        return samples
+    seen = [0] * len(CLASSES)
+    kept = []
+    for sample in samples:
+        if seen[sample[1]] < per_class:
+            seen[sample[1]] += 1
+            kept.append(sample)
+    return kept
+
+
+def load(root: str | Path, split: str, per_class: int | None = None,
+         cache_dir: Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (N, 3, 32, 32) uint8 and labels (N,) of a CIFAR-10 split, optionally the first
+    `per_class` of each class; decoded once and cached under cache_dir when one is given."""
+    if split not in SPLITS:
+        raise ConfigError(f"unknown CIFAR-10 split {split!r}; choose one of: {', '.join(SPLITS)}")
+    root = Path(root).expanduser().resolve()
+    kind = layout(root)
+    cached = None
+    if cache_dir is not None:
+        key = hashlib.sha1(f"{root}|{kind}|{split}|{per_class}".encode()).hexdigest()[:10]
+        cached = Path(cache_dir) / "cifar" / f"{split}-{per_class or 'all'}-{key}.pt"
+        if cached.exists():
+            stored = torch.load(cached)
+            return stored["images"], stored["labels"]
+    images, labels = (_from_folder if kind == "folder" else _from_binary)(root, split, per_class)
+    if cached is not None:
+        save_atomically(cached, lambda tmp: torch.save({"images": images, "labels": labels}, tmp))
+    return images, labels
+
+
+def quarter_turns(n: int, seed: int) -> torch.Tensor:
+    """A multiple of 90° (0–3 quarter turns) per image, the same for a given (n, seed)."""
+    return torch.randint(4, (n,), generator=torch.Generator().manual_seed(seed))
+
+
+def rotate(images: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
+    """Each image turned counter-clockwise by its number of quarter turns."""
+    out = images.clone()
+    for k in range(1, 4):
+        chosen = turns == k
+        out[chosen] = torch.rot90(images[chosen], k, dims=(-2, -1))
+    return out
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images → float, standardised with the CIFAR-10 channel statistics."""
+    mean = torch.tensor(MEAN, device=images.device).view(3, 1, 1)
+    std = torch.tensor(STD, device=images.device).view(3, 1, 1)
+    out = (images.float() / 255 - mean) / std
+    return out.contiguous(memory_format=torch.channels_last)
+
+
+def augment(images: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random crops (zero-padded by `pad`) and left-right mirrors, drawn per image."""
+    n, _, h, w = images.shape
+    padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
+    dy, dx = (torch.randint(2 * pad + 1, (n,), generator=generator) for _ in range(2))
+    rows = (dy[:, None] + torch.arange(h))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w))[:, None, None, :]
+    out = padded[torch.arange(n)[:, None, None, None], torch.arange(3)[None, :, None, None], rows, cols]
+    mirror = torch.rand(n, generator=generator) < 0.5
+    return torch.where(mirror[:, None, None, None], out.flip(-1), out)

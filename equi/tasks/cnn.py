@@ -1,0 +1,218 @@
+"""Pretrained CNNs on rot90-CIFAR10 (paper §5.2.2, Figures 5b and 11b).
+
+The classifier is made invariant to quarter turns by the shared operator: equitune
+averages the logits of the 4 rotated copies, equizero keeps the copy with the lowest
+proxy loss (entropy or −max probability), λ-equitune weights the copies by a λ-network
+over the backbone's features. Zero-shot accuracy, then a finetuning curve on rot90
+training images (all layers, or the last two for linear probing).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+from tqdm import tqdm
+
+from .. import methods
+from ..cache import checkpoint_path, save_atomically
+from ..data import cifar
+from ..errors import ConfigError, MissingAssetError
+from ..experiment import RunContext
+from ..groups import image
+from ..models.cnn import Classifier, cifar_model, imagenet_model, imagenet_state_dict
+from ..operator import EquivariantWrapper
+
+WEIGHTS = ("auto", "imagenet", "scratch", "random")
+LAYERS = ("all", "last2")
+SCHEDULES = ("constant", "cosine", "onecycle")
+
+
+def fit(net: nn.Module, params: list[nn.Parameter], images: torch.Tensor, labels: torch.Tensor,
+        settings: DictConfig, generator: torch.Generator, device, desc: str, rotated: bool,
+        after_epoch: Callable[[int], None] = lambda epoch: None) -> None:
+    """SGD (or Adam) on cross-entropy of logits over mini-batches of cropped, mirrored images,
+    gradients clipped at norm 5; with `rotated`, each image is turned by a quarter-turn count
+    re-drawn every epoch. An epoch is `examples_per_epoch` images drawn without replacement (null: all)."""
+    if settings.epochs == 0:
+        return
+    if settings.schedule not in SCHEDULES:
+        raise ConfigError(f"unknown schedule {settings.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
+    per_epoch = min(settings.examples_per_epoch or len(images), len(images))
+    steps = settings.epochs * -(-per_epoch // settings.batch_size)
+    if settings.optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    else:
+        opt = torch.optim.SGD(params, lr=settings.lr, momentum=0.9, nesterov=True, weight_decay=settings.weight_decay)
+    schedule = {
+        "constant": lambda: None,
+        "cosine": lambda: torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps),
+        "onecycle": lambda: torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=steps, pct_start=0.25),
+    }[settings.schedule]()
+    for epoch in range(1, settings.epochs + 1):
+        chosen = torch.randperm(len(images), generator=generator)[:per_epoch]
+        turns = cifar.quarter_turns(per_epoch, int(torch.randint(2**31, (1,), generator=generator)))
+        progress = tqdm(range(0, per_epoch, settings.batch_size), desc=f"{desc} epoch {epoch}", unit="batch")
+        for i in progress:
+            idx = chosen[i : i + settings.batch_size]
+            x = cifar.augment(images[idx], generator)
+            if rotated:
+                x = cifar.rotate(x, turns[i : i + settings.batch_size])
+            logits = net(cifar.normalize(x.to(device)))
+            loss = nn.functional.cross_entropy(logits, labels[idx].to(device), label_smoothing=settings.label_smoothing)
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(params, 5.0)
+            opt.step()
+            if schedule is not None:
+                schedule.step()
+            if i % (20 * settings.batch_size) == 0:
+                progress.set_postfix(loss=f"{loss.item():.3f}")
+        after_epoch(epoch)
+
+
+@torch.no_grad()
+def evaluate(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int, device,
+             desc: str) -> tuple[float, torch.Tensor | None]:
+    """Accuracy (%) on normalised `images`, and the operator's weights per view (|G|, N) if any.
+    The operator runs the |G| rotated copies of a batch in one forward pass."""
+    net.eval()
+    correct, weights = 0, []
+    for i in tqdm(range(0, len(images), batch), desc=desc, unit="batch", leave=False):
+        x = images[i : i + batch].to(device)
+        if isinstance(net, EquivariantWrapper):
+            logits, w = net(x, return_weights=True)
+            weights.append(w.cpu())
+        else:
+            logits = net(x)
+        correct += int((logits.argmax(-1).cpu() == labels[i : i + batch]).sum())
+    return 100.0 * correct / len(images), torch.cat(weights, 1) if weights else None
+
+
+def load(task: DictConfig, ctx: RunContext, split: str, per_class: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A CIFAR-10 split from task.data_root (default: <paths.data>/cifar10-jpg)."""
+    return cifar.load(task.data_root or ctx.data_dir / "cifar10-jpg", split, per_class, ctx.cache_dir)
+
+
+def trained_on_upright(model: Classifier, stem: str, settings: DictConfig, task: DictConfig,
+                       ctx: RunContext) -> tuple[Classifier, str]:
+    """`model` trained on upright CIFAR-10 with `settings`, cached under outputs/cache/cnn."""
+    path = checkpoint_path(ctx.cache_dir, "cnn", stem, settings, settings.seed, ".pt")
+    model = model.to(ctx.device)
+    if path.exists():
+        model.load_state_dict(torch.load(path, map_location=ctx.device)["state_dict"])
+        return model.eval(), "cache"
+    images, labels = load(task, ctx, "train", settings.per_class)
+    generator = torch.Generator().manual_seed(settings.seed)
+    model.train()
+    fit(model, list(model.parameters()), images, labels, settings, generator, ctx.device, f"train {stem} upright",
+        rotated=False)
+    save_atomically(path, lambda tmp: torch.save({"state_dict": model.state_dict()}, tmp))
+    return model.eval(), "trained"
+
+
+def pretrained(task: DictConfig, ctx: RunContext) -> tuple[Classifier, str]:
+    """The CIFAR-10 classifier the methods start from, and which weights it has. auto: ImageNet weights adapted to CIFAR-10 when torchvision can get them,
+    else trained from scratch on CIFAR-10 (cached; `make pretrain-cnn` trains them ahead)."""
+    if task.weights not in WEIGHTS:
+        raise ConfigError(f"unknown task.weights {task.weights!r}; choose one of: {', '.join(WEIGHTS)}")
+    if task.weights == "random":
+        return cifar_model(task.model).to(ctx.device).eval(), "random"
+    if task.weights in ("auto", "imagenet"):
+        try:
+            state = imagenet_state_dict(task.model)
+        except MissingAssetError as err:
+            if task.weights == "imagenet":
+                raise
+            print(f"note: {err}; using CIFAR-10 weights trained from scratch")
+        else:
+            model = imagenet_model(task.model, input_size=task.imagenet_adapt.input_size, state_dict=state)
+            model, how = trained_on_upright(model, f"{task.model}-imagenet", task.imagenet_adapt, task, ctx)
+            return model, f"imagenet+cifar10 ({how})"
+    model, how = trained_on_upright(cifar_model(task.model), f"{task.model}-scratch", task.pretrain[task.model], task, ctx)
+    return model, f"cifar10-scratch ({how})"
+
+
+def finetuned_part(model: Classifier, layers: str) -> nn.Module:
+    """What finetuning trains: the whole classifier, or its last two layers (linear probing)."""
+    if layers not in LAYERS:
+        raise ConfigError(f"unknown task.finetune.layers {layers!r}; choose one of: {', '.join(LAYERS)}")
+    return model if layers == "all" else model.probe
+
+
+def train_mode(model: Classifier, part: nn.Module) -> None:
+    """Only `part` in training mode: frozen layers keep their batch-norm statistics and no dropout."""
+    model.eval()
+    part.train()
+
+
+def upright_share(weights: torch.Tensor, turns: torch.Tensor) -> tuple[float, float]:
+    """Mean weight on the upright copy and how often it has the largest weight.
+    View g is the test image turned g more quarter turns, so g = −turns (mod 4) is upright."""
+    upright = (-turns) % 4
+    on_upright = weights.gather(0, upright[None]).squeeze(0)
+    return float(on_upright.mean()), float((weights.argmax(0) == upright).float().mean())
+
+
+def run(cfg: DictConfig, ctx: RunContext) -> dict:
+    task, method = cfg.task, cfg.method
+    start = time.perf_counter()
+    model, source = pretrained(task, ctx)
+    pretrain_s = time.perf_counter() - start
+    test_images, test_labels = load(task, ctx, "test", task.eval_per_class)
+    upright = evaluate(model, cifar.normalize(test_images), test_labels, task.eval_batch, ctx.device, "upright test")[0]
+    test_turns = cifar.quarter_turns(len(test_images), task.rotation_seed)  # the same for every method and seed
+    test_x = cifar.normalize(cifar.rotate(test_images, test_turns))
+    train_images, train_labels = load(task, ctx, "train", task.train_per_class)
+    encoder = model.backbone if method.name == "lambda" else None
+    head = model.head if method.name == "lambda" else model
+    net = methods.wrap(method, head, group=image.rot90(), invariant=True, encoder=encoder,
+                       feature_dim=model.feature_dim, default_proxy=task.default_proxy)
+    net = net.to(ctx.device)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    desc = f"{task.model} {method.name} seed {cfg.seed}"
+    if method.name == "lambda":  # paper D.4: train λ with the backbone frozen, then freeze λ
+        model.requires_grad_(False).eval()
+        fit(net, list(net.weighting.parameters()), train_images, train_labels, task.lambda_stage, generator,
+            ctx.device, f"{desc}: λ-network", rotated=True)
+        net.weighting.requires_grad_(False).eval()
+
+    part = finetuned_part(model, task.finetune.layers)
+    model.requires_grad_(False)
+    part.requires_grad_(True)
+    curve: list[float] = []
+    weights = None
+
+    def record(epoch: int) -> None:
+        nonlocal weights
+        accuracy, weights = evaluate(net, test_x, test_labels, task.eval_batch, ctx.device, f"{desc}: test")
+        curve.append(accuracy)
+        ctx.logger.log({"test_accuracy": accuracy, "epoch": epoch})
+        train_mode(model, part)
+
+    record(0)
+    params = list(part.parameters())
+    fit(net, params, train_images, train_labels, task.finetune, generator, ctx.device, f"{desc}: finetune",
+        rotated=True, after_epoch=record)
+    metrics = {
+        "zero_shot_accuracy": curve[0],
+        "test_accuracy": curve[-1],
+        "curve": curve,
+        "model": task.model,
+        "weights": source,
+        "upright_test_accuracy": upright,
+        "finetune_layers": task.finetune.layers,
+        "finetune_epochs": task.finetune.epochs,
+        "proxy": (method.proxy or task.default_proxy) if method.name == "equizero" else None,
+        "test_images": len(test_x),
+        "pretrain_s": round(pretrain_s, 1),
+    }
+    if weights is not None:
+        metrics["upright_weight"], metrics["upright_argmax_rate"] = upright_share(weights, test_turns)
+        shown = torch.linspace(0, len(test_x) - 1, task.lambda_examples).long().tolist()  # across classes
+        metrics["weight_examples"] = {"index": shown, "turns": test_turns[shown].tolist(),
+                                      "weights": weights[:, shown].T.tolist()}
+    return metrics
