@@ -41,7 +41,7 @@ def is_stale(run_dir: Path, record: dict) -> bool:
 
 def load(runs: Path, task: str | None, include_fast: bool, paper_rows: bool, where: list[str] = ()) -> list[dict]:
     records, stale = [], 0
-    conditions = [w.split("=", 1) for w in where]
+    conditions = [(key, "None" if value == "null" else value) for key, value in (w.split("=", 1) for w in where)]
     for path in sorted(runs.glob("*/results.json")):
         record = json.loads(path.read_text())
         if task and record["task"] != task:

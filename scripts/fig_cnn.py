@@ -18,6 +18,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -51,6 +52,7 @@ def curves_figure(groups: dict, models: list[str], modes: list[str], path: Path)
                 ax.fill_between(epochs, mean - std, mean + std, alpha=0.2)
             ax.set_title(f"{model}: {MODES[mode]}")
             ax.set_xlabel("finetuning epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylabel("rot90-CIFAR10 test accuracy (%)")
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
