@@ -23,6 +23,7 @@ from .operator import EquivariantWrapper
 from .proxy import ENDED
 from .weighting import Weighting
 
+
 def after_end(log_p: torch.Tensor, done: torch.Tensor, pad_id: int) -> torch.Tensor:
     """Sequences already ended (done) get a certain <pad> at this step."""
     finished = torch.full_like(log_p, ENDED)
