@@ -39,14 +39,21 @@ def is_stale(run_dir: Path, record: dict) -> bool:
         return True
 
 
+def parse_condition(text: str) -> tuple[str, bool, str]:
+    """'key=value' or 'key!=value' → (key, whether equality is wanted, value); null means None."""
+    key, value = text.split("=", 1)
+    wanted = not key.endswith("!")
+    return key.rstrip("!"), wanted, "None" if value == "null" else value
+
+
 def load(runs: Path, task: str | None, include_fast: bool, paper_rows: bool, where: list[str] = ()) -> list[dict]:
     records, stale = [], 0
-    conditions = [(key, "None" if value == "null" else value) for key, value in (w.split("=", 1) for w in where)]
+    conditions = [parse_condition(w) for w in where]
     for path in sorted(runs.glob("*/results.json")):
         record = json.loads(path.read_text())
         if task and record["task"] != task:
             continue
-        if any(str(config_value(record["config"], key)) != value for key, value in conditions):
+        if any((str(config_value(record["config"], key)) == value) != wanted for key, wanted, value in conditions):
             continue
         if record["config"].get("fast") and not include_fast:
             continue
@@ -95,7 +102,7 @@ def main() -> int:
     parser.add_argument("--include-fast", action="store_true", help="also count fast=true smoke runs")
     parser.add_argument("--paper-rows", action="store_true", help="only runs of experiments with a paper number")
     parser.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
-                        help="only runs whose config has this value, e.g. task.cell=lstm (repeatable)")
+                        help="only runs whose config has (key=value) or lacks (key!=value) this value, e.g. task.cell=lstm (repeatable)")
     parser.add_argument("--digits", type=int, default=3, help="decimals in the table")
     parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
     args = parser.parse_args()

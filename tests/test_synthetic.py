@@ -94,6 +94,10 @@ def test_sweep_through_run_py_and_collect_table(tmp_path):
                             "--paper-rows", "--where", "method.name=vanilla"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert [line.split(" | ")[0] for line in table.splitlines()[2:]] == ["| MLP", "| Zero"]  # a paper number of 0.0 counts
     assert table.splitlines()[-1].endswith("| 0.0 |")
+    others = subprocess.run([sys.executable, "scripts/collect_results.py", "--runs", str(outputs / "runs"), "--include-fast",
+                             "--where", "method.name!=vanilla", "--where", "paper_by_split=null"],
+                            cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert [line.split(" | ")[0] for line in others.splitlines()[2:]] == ["| Canon-MLP"]
     # a run whose overrides now compose into another run (older defaults) is left out, with a note
     overrides = next((outputs / "runs").glob("synthetic-vanilla-seed1-*")) / ".hydra" / "overrides.yaml"
     original = overrides.read_text()
