@@ -7,7 +7,6 @@ from equi.config import compose_config
 from equi.data import scan as data
 from equi.errors import ConfigError, MissingAssetError
 from equi.experiment import execute
-from equi.models.seq2seq import Seq2Seq
 from equi.models.gseq2seq import Tied, orbit_index
 from equi.tasks import scan
 from equi.weighting import LambdaNet
