@@ -37,19 +37,20 @@ fig2: setup
 
 ## Paper Table 2: SCAN zero-shot LSTM / EquiLSTM / EquizeroLSTM on Add Jump and Around Right, 3 seeds.
 SCAN_SEEDS ?= 0,1,2
+PLAIN_SCAN_ROWS = --task scan --digits 1 --paper-rows --where task.architecture=seq2seq --where method.name!=lambda --where task.limit=None
 table2: setup
 	$(PY) run.py -m experiment=scan_lstm_vanilla,scan_lstm_equitune,scan_lstm_equizero task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(ARGS)
-	$(PY) scripts/collect_results.py --task scan --digits 1 --paper-rows --where task.architecture=seq2seq --where method.name!=lambda --where task.cell=lstm --where task.limit=None --where task.finetune.examples=0 --out outputs/tables/table2.md
+	$(PY) scripts/collect_results.py $(PLAIN_SCAN_ROWS) --where task.cell=lstm --where task.finetune.examples=0 --out outputs/tables/table2.md
 
 ## The same zero-shot table for GRU and for RNN.
 table-scan-gru table-scan-rnn: table-scan-%: setup
 	$(PY) run.py -m experiment=scan_$*_vanilla,scan_$*_equitune,scan_$*_equizero task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(ARGS)
-	$(PY) scripts/collect_results.py --task scan --digits 1 --paper-rows --where task.architecture=seq2seq --where method.name!=lambda --where task.cell=$* --where task.limit=None --where task.finetune.examples=0 --out outputs/tables/table_scan_$*.md
+	$(PY) scripts/collect_results.py $(PLAIN_SCAN_ROWS) --where task.cell=$* --where task.finetune.examples=0 --out outputs/tables/table_scan_$*.md
 
 ## SCAN finetuning: LSTM, EquiLSTM, EquizeroLSTM finetuned for 10k examples through each method.
 table-scan-finetune: setup
 	$(PY) run.py -m experiment=scan_lstm_vanilla_finetune,scan_lstm_equitune_finetune,scan_lstm_equizero_finetune task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(ARGS)
-	$(PY) scripts/collect_results.py --task scan --digits 1 --paper-rows --where task.architecture=seq2seq --where method.name!=lambda --where task.cell=lstm --where task.limit=None --where task.finetune.examples=10000 --out outputs/tables/table_scan_finetune.md
+	$(PY) scripts/collect_results.py $(PLAIN_SCAN_ROWS) --where task.cell=lstm --where task.finetune.examples=10000 --out outputs/tables/table_scan_finetune.md
 
 ## Gordon et al.'s G-LSTM / G-GRU / G-RNN (equivariant by weight tying), trained from scratch, zero-shot.
 GMODELS ?= scan_glstm,scan_ggru,scan_grnn

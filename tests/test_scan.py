@@ -139,6 +139,8 @@ def test_teacher_forced_pairs_are_acted_on_consistently(shared_data):
         for b in pg.elements:
             assert torch.equal(pg.act_input(a, pg.act_input(b, pairs)), pg.act_input(pg.compose(a, b), pairs))
     model = scan.new_model(task).eval()
+    with torch.no_grad():  # λ sees the same summary under teacher forcing as when decoding
+        assert torch.equal(CommandSummary(model, src.shape[1])(pairs), model.start(src)[1])
     lam = Featurized(LambdaNet(16, hidden=8), CommandSummary(model, src.shape[1]))
     for weighting, log_probs in ((Uniform(), False), (ProxyArgmin("neg_max_prob"), True), (lam, False)):
         wrapped = EquivariantWrapper(TeacherForced(model, src.shape[1], log_probs), pg, weighting)

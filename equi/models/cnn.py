@@ -86,11 +86,15 @@ def cifar_alexnet(num_classes: int = 10) -> Classifier:
     return Classifier(backbone, nn.Linear(256, num_classes), probe_layer=hidden)
 
 
+def _check(arch: str) -> None:
+    if arch not in ARCHITECTURES:
+        raise ConfigError(f"unknown model {arch!r}; choose one of: {', '.join(ARCHITECTURES)}")
+
+
 def cifar_model(arch: str, num_classes: int = 10) -> Classifier:
     """The from-scratch CIFAR network of the family `arch`, randomly initialised, in channels-last
     memory layout (about 1.4× faster convolutions on a CPU)."""
-    if arch not in ARCHITECTURES:
-        raise ConfigError(f"unknown model {arch!r}; choose one of: {', '.join(ARCHITECTURES)}")
+    _check(arch)
     model = cifar_resnet(num_classes) if arch == "resnet18" else cifar_alexnet(num_classes)
     return model.to(memory_format=torch.channels_last)
 
@@ -114,8 +118,7 @@ def imagenet_state_dict(arch: str) -> dict:
 def imagenet_model(arch: str, num_classes: int = 10, input_size: int = 224,
                    state_dict: dict | None = None) -> Classifier:
     """torchvision's `arch` (ImageNet weights loaded when given) with a new `num_classes` head."""
-    if arch not in ARCHITECTURES:
-        raise ConfigError(f"unknown model {arch!r}; choose one of: {', '.join(ARCHITECTURES)}")
+    _check(arch)
     net = models.resnet18() if arch == "resnet18" else models.alexnet()
     if state_dict is not None:
         net.load_state_dict(state_dict)

@@ -75,7 +75,7 @@ class GSeq2Seq(Seq2Seq):
         stacked = regular(table, channels, copies=gates)  # gate blocks, each a function on G
         tie = {
             (self.embed_in, "weight"): (words_in, hidden),
-            (self.embed_out, "weight"): (group.output_ids.perms, hidden),
+            (self.embed_out, "weight"): (words_out, hidden),
             (self.bridge, "weight"): (hidden, pair), (self.bridge, "bias"): (hidden,),
             (self.memory_proj, "weight"): (hidden, pair), (self.memory_proj, "bias"): (hidden,),
             (self.out, "weight"): (words_out, pair), (self.out, "bias"): (words_out,),

@@ -115,8 +115,9 @@ def trained_on_upright(model: Classifier, stem: str, settings: DictConfig, task:
 
 
 def pretrained(task: DictConfig, ctx: RunContext) -> tuple[Classifier, str]:
-    """The CIFAR-10 classifier the methods start from, and which weights it has. auto: ImageNet weights adapted to CIFAR-10 when torchvision can get them,
-    else trained from scratch on CIFAR-10 (cached; `make pretrain-cnn` trains them ahead)."""
+    """The CIFAR-10 classifier the methods start from, and which weights it has. auto: ImageNet
+    weights adapted to CIFAR-10 when torchvision can get them, else trained from scratch on
+    CIFAR-10 (cached; `make pretrain-cnn` trains them ahead)."""
     if task.weights not in WEIGHTS:
         raise ConfigError(f"unknown task.weights {task.weights!r}; choose one of: {', '.join(WEIGHTS)}")
     if task.weights == "random":
@@ -174,14 +175,14 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
     net = net.to(ctx.device)
     generator = torch.Generator().manual_seed(cfg.seed)
     desc = f"{task.model} {method.name} seed {cfg.seed}"
+    model.requires_grad_(False)
     if method.name == "lambda":  # paper D.4: train λ with the backbone frozen, then freeze λ
-        model.requires_grad_(False).eval()
+        model.eval()
         fit(net, list(net.weighting.parameters()), train_images, train_labels, task.lambda_stage, generator,
             ctx.device, f"{desc}: λ-network", rotated=True)
         net.weighting.requires_grad_(False).eval()
 
     part = finetuned_part(model, task.finetune.layers)
-    model.requires_grad_(False)
     part.requires_grad_(True)
     curve: list[float] = []
     weights = None
