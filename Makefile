@@ -7,7 +7,7 @@ SEEDS ?= 0,1,2,3,4
 SET_SIZES ?= 2,4,8
 ARGS ?=            # extra overrides for every run, e.g. ARGS="hardware=cuda logger=none"
 
-.PHONY: setup run test table-d5 fig2 table2 table-scan-gru table-scan-rnn table-scan-finetune table-scan-g table-scan-lambda fig-scan-fewshot pretrain-cnn fig-cnn bench bench-scan clean-runs
+.PHONY: setup run test table-d5 fig2 table2 table-scan-gru table-scan-rnn table-scan-finetune table-scan-g table-scan-lambda fig-scan-fewshot pretrain-cnn fig-cnn pretrain-clip fig7 fig4 fig8 fig5a fig11a fig12 fig-clip-offline table1 bench bench-scan clean-runs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ setup: $(STAMP)
 ## The default experiment (synthetic SO(2) regression, canonical-λ), offline, logged to W&B offline.
 run: setup
 	$(PY) run.py $(ARGS)
+
+## For each task: the datasets and pretrained weights it uses, where, whether present, and how to get the missing ones.
+.PHONY: assets
+assets: setup
+	$(PY) run.py assets
 
 ## The test suite (CI runs this through .ci/run).
 test: setup
@@ -86,6 +91,69 @@ fig-cnn: pretrain-cnn
 	$(PY) run.py -m task=cnn task.model=resnet18,alexnet method=vanilla,equitune,lambda task.finetune.layers=all,last2 seed=$(CNN_SEEDS) $(CNN_SETTINGS) $(ARGS)
 	$(PY) run.py -m task=cnn task.model=resnet18,alexnet method=equizero method.proxy=entropy,neg_max_prob task.finetune.layers=all,last2 seed=$(CNN_SEEDS) $(CNN_SETTINGS) $(ARGS)
 	$(PY) scripts/fig_cnn.py --where task.finetune.epochs=$(CNN_EPOCHS) --where task.finetune.examples_per_epoch=$(CNN_EXAMPLES) --where task.eval_per_class=$(CNN_EVAL)
+
+## CLIP (paper §5.2.1). Real weights and data: each target first checks that every model's weights
+## and the dataset are there (one line naming what is missing, before any work). Transforms: the
+## paper's "flip" is a 180° rotation (rot180); `flip` is a true mirror, run beside it as our variant.
+CLIP_MODELS ?= RN50,RN101,ViT-B-32,ViT-B-16
+CLIP_SEEDS ?= 0
+CLIP_STEPS ?= 4000
+CLIP_EVAL_EVERY ?= 1000
+CLIP_REAL = task=clip task.weights=pretrained task.pretrained=openai
+clip-check-%: setup
+	$(PY) scripts/clip_assets.py --models $(CLIP_MODELS) --dataset $* $(ARGS)
+
+## The offline stand-in: a small open_clip CLIP trained on upright CIFAR-10 with ClipLoss, cached.
+pretrain-clip: setup
+	$(PY) run.py task=clip method=vanilla task.weights=standin task.transform=none $(ARGS)
+
+## Figure 7: vanilla zero-shot top-1 on CIFAR-100, upright / flip (rot180) / mirror / rot90.
+fig7: clip-check-cifar100
+	$(PY) run.py -m $(CLIP_REAL) task.dataset=cifar100 task.model=$(CLIP_MODELS) method=vanilla task.transform=none,rot180,flip,rot90 $(ARGS)
+	$(PY) scripts/fig_clip.py fig7
+
+## Figure 4: ImageNet-V2, the same vanilla bars, and equitune vs equizero under flip (rot180), mirror and rot90.
+fig4: clip-check-imagenetv2
+	$(PY) run.py -m $(CLIP_REAL) task.dataset=imagenetv2 task.model=$(CLIP_MODELS) method=vanilla task.transform=none,rot180,flip,rot90 $(ARGS)
+	$(PY) run.py -m $(CLIP_REAL) task.dataset=imagenetv2 task.model=$(CLIP_MODELS) method=equitune,equizero task.transform=rot180,flip,rot90 $(ARGS)
+	$(PY) scripts/fig_clip.py fig4
+
+## Figure 8: CIFAR-100, vanilla vs equitune vs equizero zero-shot under rot90 and flip (rot180), and mirror.
+fig8: clip-check-cifar100
+	$(PY) run.py -m $(CLIP_REAL) task.dataset=cifar100 task.model=$(CLIP_MODELS) method=vanilla,equitune,equizero task.transform=rot180,flip,rot90 $(ARGS)
+	$(PY) scripts/fig_clip.py fig8
+
+## Figures 5a (RN50, RN101) and 11a (ViT-B/32, ViT-B/16): finetuning on rot90-CIFAR-100, test top-1 every 1000 steps.
+CLIP_FINETUNE = task.dataset=cifar100 task.transform=rot90 task.finetune.steps=$(CLIP_STEPS) task.finetune.eval_every=$(CLIP_EVAL_EVERY) seed=$(CLIP_SEEDS)
+fig5a: CLIP_MODELS = RN50,RN101
+fig11a: CLIP_MODELS = ViT-B-32,ViT-B-16
+fig5a fig11a: fig%: clip-check-cifar100
+	$(PY) run.py -m $(CLIP_REAL) task.model=$(CLIP_MODELS) method=equitune,equizero,lambda $(CLIP_FINETUNE) $(ARGS)
+	$(PY) scripts/fig_clip.py fig$* --where task.finetune.steps=$(CLIP_STEPS)
+
+## Figure 12: λ-equitune's weight on each rotation of a few CIFAR-100 test images (RN50, zero-shot).
+fig12: CLIP_MODELS = RN50
+fig12: clip-check-cifar100
+	$(PY) run.py -m $(CLIP_REAL) task.dataset=cifar100 task.model=$(CLIP_MODELS) method=lambda task.transform=rot90 $(ARGS)
+	$(PY) scripts/fig_clip.py fig12
+
+## The same comparisons offline, with the stand-in on CIFAR-10: zero-shot under every transform,
+## finetuning curves under rot90 (CPU budget below), λ per view. Budget: OFFLINE_STEPS steps,
+## tested on OFFLINE_EVAL images per class.
+OFFLINE_SEEDS ?= 0,1,2
+OFFLINE_STEPS ?= 600
+OFFLINE_EVAL ?= 200
+OFFLINE = task=clip task.weights=standin task.eval_per_class=$(OFFLINE_EVAL)
+fig-clip-offline: pretrain-clip
+	$(PY) run.py -m $(OFFLINE) method=vanilla task.transform=none,rot180,flip,rot90 $(ARGS)
+	$(PY) run.py -m $(OFFLINE) method=equitune,equizero,lambda task.transform=rot180,flip,rot90 seed=$(OFFLINE_SEEDS) $(ARGS)
+	$(PY) run.py -m $(OFFLINE) method=vanilla,equitune,equizero,lambda task.transform=rot90 task.finetune.steps=$(OFFLINE_STEPS) task.finetune.eval_every=200 $(OFFLINE_FINETUNE_LR) seed=$(OFFLINE_SEEDS) $(ARGS)
+	$(PY) scripts/fig_clip.py offline --where task.eval_per_class=$(OFFLINE_EVAL)
+
+## Paper Table 1: time and peak memory of a zero-shot pass, λ / equitune (random weights; CUDA when present).
+BENCH_BATCHES ?= 3
+table1: setup
+	$(PY) scripts/bench_clip.py --batches $(BENCH_BATCHES)
 
 ## Speed of the operator: batched |G| views vs a loop over views (prints a table).
 bench: setup

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """The one entrypoint: python run.py task=<task> method=<method> hardware=<cpu|cuda|multigpu> [-m sweeps].
 
-python run.py --help lists the config groups and their choices.
+python run.py --help lists the config groups and their choices; python run.py assets lists the
+datasets and pretrained weights each task uses and how to get the missing ones.
 """
 
 import sys
@@ -12,6 +13,10 @@ from equi.config import check_cli
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["assets"]:
+        from equi.assets import report
+
+        sys.exit(report(sys.argv[2:]))
     args = get_args_parser().parse_args()
     if not (args.help or args.hydra_help or args.cfg or args.info or args.shell_completion):
         problem = check_cli(args.overrides)

@@ -16,6 +16,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
+from . import schema
+from .errors import one_line
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = REPO_ROOT / "conf"
 GROUPS = sorted(d.name for d in CONF_DIR.iterdir() if d.is_dir())
@@ -61,41 +64,19 @@ def _all_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
     return keys
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
-    cause = err.__cause__
-    if cause is not None and str(cause).strip():
-        text = f"{text.splitlines()[0]}: {str(cause).strip()}"
-    return text.splitlines()[0]
-
-
-def _type_problem(key: str, old, new) -> str | None:
-    """YAML defaults carry no schema, so check that an override keeps the default's kind."""
-    if isinstance(old, bool) or isinstance(new, bool):
-        ok = isinstance(new, bool) or old is None or new is None
-        kind = "true or false"
-    elif isinstance(old, int):
-        ok, kind = isinstance(new, int) or new is None, "an integer"
-    elif isinstance(old, float):
-        ok, kind = isinstance(new, (int, float)) or new is None, "a number"
-    else:
-        return None
-    return None if ok else f"{key} must be {kind}, got {new!r}"
-
-
 def check_cli(overrides: list[str]) -> str | None:
     """None if the overrides compose into valid runs, else one line naming the problem.
 
-    Sweeps are checked choice by choice for config groups (up to 64 combinations); for
-    other keys the first sweep value stands for the rest.
+    Sweeps are checked choice by choice for config groups (up to 64 combinations) and value by
+    value for other keys (with the first combination); ``schema.check`` judges each value.
     """
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as err:  # hydra's parser error: report its first line
-        return _first_line(err)
+        return one_line(err)
 
     group_values: dict[str, list[str]] = {}
-    key_overrides: list[tuple[str, str, str]] = []  # (key element, key, first value)
+    key_overrides: list[tuple[str, str, list[str]]] = []  # (key element, key, values)
     for o in parsed:
         key = o.key_or_group
         if key.startswith("hydra"):
@@ -108,29 +89,27 @@ def check_cli(overrides: list[str]) -> str | None:
                     return f"unknown {key} {v!r}; choose one of: {', '.join(choices(key))}"
             group_values[key] = values
         else:
-            key_overrides.append((o.get_key_element(), key, values[0]))
+            key_overrides.append((o.get_key_element(), key, values))
 
-    combos = list(itertools.product(*[[(g, v) for v in vs] for g, vs in group_values.items()]))
-    for combo in combos[:64]:
+    first = [f"{e}={vs[0]}" for e, _, vs in key_overrides]
+    later = [first[:i] + [f"{e}={v}"] + first[i + 1:] for i, (e, _, vs) in enumerate(key_overrides) for v in vs[1:]]
+    combos = list(itertools.product(*[[(g, v) for v in vs] for g, vs in group_values.items()]))[:64]
+    for n, combo in enumerate(combos):
         group_args = [f"{g}={v}" for g, v in combo]
         try:
             cfg = compose_config(group_args)
         except Exception as err:
-            return _first_line(err)
+            return one_line(err)
         known = _all_keys(cfg)
         for element, key, _ in key_overrides:
             if not element.startswith(("+", "~")) and key not in known:
                 hint = difflib.get_close_matches(key, known, n=1)
                 return f"unknown config key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-        try:
-            new = compose_config(group_args + [f"{e}={v}" for e, _, v in key_overrides])
-        except Exception as err:
-            return _first_line(err)
-        for element, key, _ in key_overrides:
-            problem = None if element.startswith(("+", "~")) else _type_problem(key, OmegaConf.select(cfg, key), OmegaConf.select(new, key))
+        for values in [first] + (later if n == 0 else []):
+            try:
+                problem = schema.check(compose_config(group_args + values))
+            except Exception as err:
+                return one_line(err)
             if problem:
                 return problem
-        cfg = new
-        if cfg.method.name not in cfg.task.methods:
-            return f"task {cfg.task.name!r} does not support method {cfg.method.name!r}; supported: {', '.join(cfg.task.methods)}"
     return None

@@ -1,5 +1,12 @@
 """Errors that mean "the user asked for something that cannot run"; run.py prints them as one line."""
 
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+ASSETS_HINT = "see `python run.py assets`"
+
 
 class UserError(Exception):
     """Bad input that the user can fix; shown without a stack trace."""
@@ -10,4 +17,26 @@ class ConfigError(UserError):
 
 
 class MissingAssetError(UserError):
-    """Data or pretrained weights that are not on this machine."""
+    """Data or pretrained weights that are not on this machine; the asset report says how to get them."""
+
+    def __init__(self, message: str):
+        super().__init__(f"{message}; {ASSETS_HINT}")
+
+
+@contextmanager
+def blame_user(what: str, error: type[UserError] = UserError) -> Iterator[None]:
+    """Around code whose ValueErrors can only be about `what` (a file or setting the user gave):
+    re-raise them as `error`, so the runner path shows one line instead of a traceback."""
+    try:
+        yield
+    except ValueError as err:
+        raise error(f"{what}: {err}") from err
+
+
+def one_line(err: BaseException) -> str:
+    """The first line of an error's message (with its cause's, when it has one), for one-line reports."""
+    text = str(err).strip() or type(err).__name__
+    cause = err.__cause__
+    if cause is not None and str(cause).strip():
+        text = f"{text.splitlines()[0]}: {str(cause).strip()}"
+    return text.splitlines()[0]

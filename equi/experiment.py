@@ -1,10 +1,12 @@
-"""One run: compose → seed → task runner → results.json (+ W&B). run.py calls ``hydra_entry``."""
+"""One run: compose → schema check → seed → task runner → results.json (+ W&B), or error.json
+when it fails. run.py calls ``hydra_entry``."""
 
 from __future__ import annotations
 
 import random
 import sys
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,14 +14,18 @@ import hydra
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
-from . import tasks
+from . import schema, tasks
 from .config import CONF_DIR, run_key
-from .errors import ConfigError, UserError
+from .errors import ConfigError, UserError, one_line
 from .hardware import device_for
 from .logger import NullLogger, create_logger
 from .results import RESULTS, finished, git_commit, package_versions, write_json_atomic
+
+ERROR = "error.json"  # a failed run's record, in its run dir instead of results.json
 
 
 @dataclass
@@ -41,10 +47,6 @@ def seed_everything(seed: int) -> None:
 
 def effective_config(cfg: DictConfig) -> DictConfig:
     """The config a runner sees: with fast=true, task.fast merged over task."""
-    if cfg.method.name not in cfg.task.methods:
-        raise ConfigError(
-            f"task {cfg.task.name!r} does not support method {cfg.method.name!r}; supported: {', '.join(cfg.task.methods)}"
-        )
     if not cfg.fast:
         return cfg
     cfg = cfg.copy()
@@ -53,13 +55,22 @@ def effective_config(cfg: DictConfig) -> DictConfig:
     return cfg
 
 
+def finished_record(cfg: DictConfig, run_dir: Path) -> dict | None:
+    """The stored record of this very run, which a rerun skips to (None with force=true)."""
+    return None if cfg.force else finished(run_dir, run_key(cfg))
+
+
 def execute(cfg: DictConfig, run_dir: str | Path) -> dict:
-    """Run one experiment into run_dir, or return the stored record if it already finished."""
+    """Run one experiment into run_dir, or return the stored record if it already finished.
+    A config value that the schema refuses stops here, before any work."""
+    problem = schema.check(cfg)
+    if problem:
+        raise ConfigError(problem)
     run_dir = Path(run_dir)
     device = device_for(cfg.hardware)
     key = run_key(cfg)
-    done = finished(run_dir, key)
-    if done and not cfg.force:
+    done = finished_record(cfg, run_dir)
+    if done:
         if cfg.paper is not None and (done["label"], done["paper"]) != (cfg.label, cfg.paper):
             # the same numbers now stand in a paper table's row; plain sweeps never relabel
             done = {**done, "label": cfg.label, "paper": cfg.paper}
@@ -112,10 +123,47 @@ def print_summary(record: dict, run_dir: Path) -> None:
     print(f"  results: {run_dir / RESULTS}")
 
 
-@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
-def hydra_entry(cfg: DictConfig) -> None:
+def failure(err: Exception) -> str:
+    """A failed run in one line: a UserError's message, or a bug's type and first line."""
+    return str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {one_line(err)}"
+
+
+def record_failure(run_dir: Path, cfg: DictConfig, err: Exception, overrides: list[str]) -> None:
+    """error.json in the run dir: what failed and the config it failed with (a rerun retries the run)."""
     try:
-        execute(cfg, HydraConfig.get().runtime.output_dir)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        config = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException:
+        config = OmegaConf.to_container(cfg)
+    write_json_atomic(run_dir / ERROR, {
+        "error": failure(err),
+        "traceback": None if isinstance(err, UserError) else traceback.format_exc(),
+        "overrides": overrides,
+        "config": config,
+        "git_commit": git_commit(),
+    })
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+def hydra_entry(cfg: DictConfig) -> dict:
+    """One run of run.py. A UserError is one line and exit 2, a bug keeps its traceback; either way
+    the run dir gets error.json. In a sweep (-m) the other runs go on, and equi.sweep.SweepSummary
+    tabulates what this returns."""
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    sweeping = hydra_cfg.mode == RunMode.MULTIRUN
+    status = "skipped" if finished_record(cfg, run_dir) else "finished"
+    try:
+        execute(cfg, run_dir)
+    except Exception as err:
+        record_failure(run_dir, cfg, err, list(hydra_cfg.overrides.task))
+        if not sweeping and not isinstance(err, UserError):
+            raise  # a bug: its traceback
+        if isinstance(err, UserError):
+            print(f"error: {err}", file=sys.stderr)
+        else:
+            traceback.print_exc()
+        if not sweeping:
+            sys.exit(2)
+        return {"status": "failed", "error": failure(err)}
+    (run_dir / ERROR).unlink(missing_ok=True)
+    return {"status": status}

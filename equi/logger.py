@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import netrc
+import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from omegaconf import DictConfig
+
+from .errors import UserError
 
 
 class NullLogger:
@@ -47,5 +52,22 @@ class WandbLogger(NullLogger):
         self.run.finish()
 
 
+def has_wandb_credentials() -> bool:
+    """What `wandb login` leaves behind (a ~/.netrc entry) or WANDB_API_KEY, found without the
+    network, so that wandb.init neither prompts nor fails with a traceback."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    host = urlsplit(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
 def create_logger(cfg: DictConfig, run_dir: Path, config: dict, name: str) -> NullLogger:
-    return WandbLogger(cfg, run_dir, config, name) if cfg.name == "wandb" else NullLogger()
+    if cfg.name != "wandb":
+        return NullLogger()
+    if cfg.mode == "online" and not has_wandb_credentials():
+        raise UserError("logger.mode=online needs W&B credentials and none were found (WANDB_API_KEY or ~/.netrc); "
+                          "run `wandb login`, or use logger.mode=offline (upload later with `wandb sync`)")
+    return WandbLogger(cfg, run_dir, config, name)

@@ -16,6 +16,7 @@ from equi.experiment import execute
 from equi.groups import image
 from equi.methods import wrap
 from equi.models.cnn import cifar_model, imagenet_model, imagenet_state_dict
+from equi.schema import check
 from equi.tasks import cnn
 
 FOLDER = "cifar10-jpg"
@@ -161,8 +162,8 @@ def test_linear_probing_trains_exactly_the_last_two_layers(arch, trained):
     part = cnn.finetuned_part(model, "last2")
     assert sum(p.numel() for p in part.parameters()) == trained
     assert cnn.finetuned_part(model, "all") is model
-    with pytest.raises(ConfigError, match="unknown task.finetune.layers 'last3'"):
-        cnn.finetuned_part(model, "last3")
+    assert check(compose_config(["task=cnn", "task.finetune.layers=last3"])).startswith(
+        "unknown task.finetune.layers 'last3'; choose one of: all, last2")
 
 
 def test_imagenet_models_get_a_cifar_head_and_upsampled_inputs():

@@ -10,8 +10,8 @@ from equi import envs  # noqa: F401 - registers the Gridworld
 from equi import methods
 from equi.config import compose_config
 from equi.envs import gridworld
-from equi.errors import ConfigError
 from equi.experiment import execute
+from equi.schema import check
 from equi.tasks import dqn
 
 RNG = np.random.default_rng(0)
@@ -120,6 +120,7 @@ def test_fast_runs_share_the_cached_pretrained_dqn(tmp_path):
     assert first["metrics"]["q_parameters"] == 4 * 256 + 256 + 256 * 256 + 256 + 256 * 2 + 2
 
 
-def test_unknown_env_is_named():
-    with pytest.raises(ConfigError, match="unknown env 'pong'; choose one of: cartpole, acrobot, gridworld"):
-        dqn.symmetry("pong")
+def test_unknown_env_is_named_and_every_env_has_its_symmetry():
+    assert check(compose_config(["task=dqn", "task.env=pong"])) == (
+        "unknown task.env 'pong'; choose one of: cartpole, acrobot, gridworld")
+    assert set(dqn.GROUPS) == set(compose_config(["task=dqn"]).task.envs)

@@ -8,6 +8,7 @@ decode 60,000 JPEGs again.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ def _from_folder(root: Path, split: str, per_class: int | None) -> tuple[torch.T
     folder = datasets.ImageFolder(root / split)
     if tuple(folder.classes) != CLASSES:
         raise MissingAssetError(f"{root / split} has classes {folder.classes}, expected the 10 CIFAR-10 classes")
-    samples = _first_per_class(folder.samples, per_class)
+    samples = first_per_class(folder.samples, per_class)
     images = torch.empty(len(samples), 3, 32, 32, dtype=torch.uint8)
     for i, (path, _) in enumerate(tqdm(samples, desc=f"decode CIFAR-10 {split}", unit="img", mininterval=2)):
         image = decode_image(path, mode=ImageReadMode.RGB)
@@ -58,17 +59,17 @@ def _from_binary(root: Path, split: str, per_class: int | None) -> tuple[torch.T
         release = datasets.CIFAR10(root, train=split == "train", download=False)
     except RuntimeError as err:  # torchvision checks the release's md5 sums
         raise MissingAssetError(f"{root / BINARY_FOLDER}: {err}") from None
-    samples = _first_per_class(list(enumerate(release.targets)), per_class)
+    samples = first_per_class(list(enumerate(release.targets)), per_class)
     index = [i for i, _ in samples]
     images = torch.from_numpy(np.ascontiguousarray(release.data[index])).permute(0, 3, 1, 2).contiguous()
     return images, torch.tensor([label for _, label in samples])
 
 
-def _first_per_class(samples: list, per_class: int | None) -> list:
-    """The first `per_class` samples of each class (all when None), in their original order."""
+def first_per_class(samples: list, per_class: int | None) -> list:
+    """The first `per_class` (path or index, label) samples of each class (all when None), in order."""
     if per_class is None:
         return samples
-    seen = [0] * len(CLASSES)
+    seen: Counter = Counter()
     kept = []
     for sample in samples:
         if seen[sample[1]] < per_class:

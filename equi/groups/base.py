@@ -103,6 +103,15 @@ class FiniteGroup:
     def act_output(self, g: int, y: torch.Tensor) -> torch.Tensor:
         return self.output_action(g, y)
 
+    def act_each(self, elements: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Sample i of the batch transformed by elements[i] (random test-time transforms)."""
+        out = x.clone()
+        for g in self.elements[1:]:
+            chosen = elements.to(x.device) == g
+            if chosen.any():
+                out[chosen] = self.act_input(g, x[chosen])
+        return out
+
     def orbit(self, x: torch.Tensor) -> torch.Tensor:
         """All |G| transformed copies stacked on the batch axis: shape (|G|·B, ...)."""
         if x.ndim == 0 or x.shape[0] == 0:

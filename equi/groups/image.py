@@ -1,4 +1,4 @@
-"""Groups acting on images (…, H, W): 90° rotations, a true mirror, and both.
+"""Groups acting on images (…, H, W): 90° rotations, a true mirror, both, and the half turn.
 
 The output action is the same spatial transform, for dense outputs such as segmentation
 maps; classifiers use the operator's invariant mode instead.
@@ -48,6 +48,11 @@ def flip() -> FiniteGroup:
     return _image_group("flip", cyclic_table(2), [(0, 0), (1, 0)])
 
 
+def rot180() -> FiniteGroup:
+    """Z2: identity and a 180° rotation, what the paper's code calls "flip" (torch.flip over H and W)."""
+    return _image_group("rot180", cyclic_table(2), [(0, 0), (0, 2)])
+
+
 def rot90_flip() -> FiniteGroup:
     """D4: the 8 symmetries of the square (element 4f + k = rotate k after mirroring f)."""
     return _image_group("rot90_flip", dihedral_table(4), [(f, k) for f in range(2) for k in range(4)])
@@ -56,3 +61,6 @@ def rot90_flip() -> FiniteGroup:
 def identity() -> FiniteGroup:
     """The trivial group; wrapping with it must give back the model's own output."""
     return _image_group("identity", cyclic_table(1), [(0, 0)])
+
+
+BY_NAME = {"none": identity, "rot90": rot90, "flip": flip, "rot180": rot180, "rot90_flip": rot90_flip}

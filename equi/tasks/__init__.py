@@ -12,6 +12,7 @@ from typing import Callable
 from ..errors import ConfigError
 
 RUNNERS = {
+    "clip": "equi.tasks.clip",
     "cnn": "equi.tasks.cnn",
     "dqn": "equi.tasks.dqn",
     "scan": "equi.tasks.scan",

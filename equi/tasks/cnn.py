@@ -20,15 +20,11 @@ from tqdm import tqdm
 from .. import methods
 from ..cache import checkpoint_path, save_atomically
 from ..data import cifar
-from ..errors import ConfigError, MissingAssetError
+from ..errors import MissingAssetError, blame_user
 from ..experiment import RunContext
 from ..groups import image
 from ..models.cnn import Classifier, cifar_model, imagenet_model, imagenet_state_dict
 from ..operator import EquivariantWrapper
-
-WEIGHTS = ("auto", "imagenet", "scratch", "random")
-LAYERS = ("all", "last2")
-SCHEDULES = ("constant", "cosine", "onecycle")
 
 
 def fit(net: nn.Module, params: list[nn.Parameter], images: torch.Tensor, labels: torch.Tensor,
@@ -39,8 +35,6 @@ def fit(net: nn.Module, params: list[nn.Parameter], images: torch.Tensor, labels
     re-drawn every epoch. An epoch is `examples_per_epoch` images drawn without replacement (null: all)."""
     if settings.epochs == 0:
         return
-    if settings.schedule not in SCHEDULES:
-        raise ConfigError(f"unknown schedule {settings.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
     per_epoch = min(settings.examples_per_epoch or len(images), len(images))
     steps = settings.epochs * -(-per_epoch // settings.batch_size)
     if settings.optimizer == "adam":
@@ -94,7 +88,9 @@ def evaluate(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: 
 
 def load(task: DictConfig, ctx: RunContext, split: str, per_class: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """A CIFAR-10 split from task.data_root (default: <paths.data>/cifar10-jpg)."""
-    return cifar.load(task.data_root or ctx.data_dir / "cifar10-jpg", split, per_class, ctx.cache_dir)
+    root = task.data_root or ctx.data_dir / "cifar10-jpg"
+    with blame_user(f"CIFAR-10 in {root}"):
+        return cifar.load(root, split, per_class, ctx.cache_dir)
 
 
 def trained_on_upright(model: Classifier, stem: str, settings: DictConfig, task: DictConfig,
@@ -118,8 +114,6 @@ def pretrained(task: DictConfig, ctx: RunContext) -> tuple[Classifier, str]:
     """The CIFAR-10 classifier the methods start from, and which weights it has. auto: ImageNet
     weights adapted to CIFAR-10 when torchvision can get them, else trained from scratch on
     CIFAR-10 (cached; `make pretrain-cnn` trains them ahead)."""
-    if task.weights not in WEIGHTS:
-        raise ConfigError(f"unknown task.weights {task.weights!r}; choose one of: {', '.join(WEIGHTS)}")
     if task.weights == "random":
         return cifar_model(task.model).to(ctx.device).eval(), "random"
     if task.weights in ("auto", "imagenet"):
@@ -138,9 +132,7 @@ def pretrained(task: DictConfig, ctx: RunContext) -> tuple[Classifier, str]:
 
 
 def finetuned_part(model: Classifier, layers: str) -> nn.Module:
-    """What finetuning trains: the whole classifier, or its last two layers (linear probing)."""
-    if layers not in LAYERS:
-        raise ConfigError(f"unknown task.finetune.layers {layers!r}; choose one of: {', '.join(LAYERS)}")
+    """What finetuning trains: the whole classifier (all), or its last two layers (last2: linear probing)."""
     return model if layers == "all" else model.probe
 
 

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from .. import methods
 from ..cache import checkpoint_path, save_atomically
 from ..data import scan as data
-from ..errors import ConfigError
+from ..errors import ConfigError, blame_user
 from ..experiment import RunContext
 from ..groups import VocabularyGroup, vocabulary_cycles
 from ..models.gseq2seq import GSeq2Seq
@@ -30,17 +30,13 @@ def swap_group(task: DictConfig) -> VocabularyGroup:
     if task.split not in task.groups:
         raise ConfigError(f"no word swap for SCAN split {task.split!r}; add one under task.groups")
     swap = task.groups[task.split]
-    return vocabulary_cycles(data.COMMANDS, swap.commands, data.ACTIONS, swap.actions, name=f"swap_{task.split}")
-
-
-ARCHITECTURES = ("seq2seq", "gseq2seq")
+    with blame_user(f"task.groups.{task.split}", ConfigError):
+        return vocabulary_cycles(data.COMMANDS, swap.commands, data.ACTIONS, swap.actions, name=f"swap_{task.split}")
 
 
 def new_model(task: DictConfig) -> Seq2Seq:
     """A randomly initialised seq2seq, or its G-equivariant form (Gordon et al.) for the task's
     swap, with `hidden` channels per group element."""
-    if task.architecture not in ARCHITECTURES:
-        raise ConfigError(f"unknown task.architecture {task.architecture!r}; choose one of: {', '.join(ARCHITECTURES)}")
     if task.architecture == "gseq2seq":
         return GSeq2Seq(task.cell, swap_group(task), task.hidden, task.dropout, pad_id=data.PAD_ID, sos_id=data.SOS_ID)
     return Seq2Seq(task.cell, len(data.COMMANDS), len(data.ACTIONS), task.hidden, task.dropout,
@@ -53,8 +49,6 @@ def optimise(model: nn.Module, batch_loss, size: int, settings: DictConfig, seed
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
     steps = -(-settings.examples // settings.batch_size)
-    if settings.schedule not in ("constant", "cosine"):
-        raise ConfigError(f"unknown schedule {settings.schedule!r}; choose one of: constant, cosine")
     decay = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if settings.schedule == "cosine" else None
     model.train()
     progress = tqdm(range(steps), desc=desc, unit="batch")
@@ -160,7 +154,8 @@ def accuracy(decode: nn.Module, pairs: data.Pairs, batch: int, device, desc: str
 def run(cfg: DictConfig, ctx: RunContext) -> dict:
     task = cfg.task
     group = swap_group(task)
-    train_file, test = data.load_split(ctx.data_dir / "scan", task.split, task.download)
+    with blame_user(f"SCAN data in {ctx.data_dir / 'scan'}"):
+        train_file, test = data.load_split(ctx.data_dir / "scan", task.split, task.download)
     train, val = data.hold_out(train_file, task.pretrain.val_fraction, task.pretrain.split_seed)
     method = cfg.method
     model, source = pretrained(task, train, cfg.seed, ctx)

@@ -1,0 +1,138 @@
+"""`python run.py assets`: the datasets and pretrained weights each task would use, where it
+looks for them, whether they are here, and the exact line that makes a missing one available.
+
+Cheap: it looks at files and loads nothing. A task's report is ``REPORTS[<task>](cfg)``, a
+list of ``Asset`` rows for its composed default config; a task without one is listed as such.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from omegaconf import DictConfig
+
+from .config import choices, compose_config
+from .data import cifar, imagesets, scan
+from .errors import MissingAssetError, one_line
+from .models.clip import MODELS, cached_weights, where_weights_go
+from .models.cnn import IMAGENET_WEIGHTS
+
+
+@dataclass
+class Asset:
+    what: str
+    where: Path
+    present: bool
+    get: str  # the command line that makes it available
+    note: str = ""  # why it may be absent without harm ("trained and cached by the first run")
+
+    @property
+    def status(self) -> str:
+        return "present" if self.present else "not yet" if self.note else "missing"
+
+
+def curl(files: dict[Path, str]) -> str:
+    """One curl line that downloads each url to its path."""
+    return "curl -fL --create-dirs " + " ".join(f"-o {shlex.quote(str(p))} {url}" for p, url in files.items())
+
+
+def cached(cfg: DictConfig, what: str, task: str, pattern: str, get: str) -> Asset:
+    """Checkpoints a run trains once and caches under paths.outputs/cache/<task>."""
+    folder = Path(cfg.paths.outputs).resolve() / "cache" / task
+    return Asset(what, folder / pattern, any(folder.glob(pattern)), get, "trained and cached by the first run")
+
+
+def scan_assets(cfg: DictConfig) -> list[Asset]:
+    root = Path(cfg.paths.data).resolve() / "scan"
+    rows = []
+    for split, files in scan.SPLITS.items():
+        missing = {root / f: f"{scan.RELEASE_URL}/{f}" for f in files if not (root / f).exists()}
+        rows.append(Asset(f"SCAN {split} split", root / Path(files[0]).parent, not missing, curl(missing)))
+    rows.append(cached(cfg, "pretrained seq2seq models", "scan", "*.pt",
+                       f"python run.py task=scan task.split={cfg.task.split} method=vanilla"))
+    return rows
+
+
+def cnn_assets(cfg: DictConfig) -> list[Asset]:
+    root = Path(cfg.task.data_root or Path(cfg.paths.data) / "cifar10-jpg").resolve()
+    try:
+        present = bool(cifar.layout(root))
+    except MissingAssetError:
+        present = False
+    rows = [Asset("CIFAR-10", root, present,
+                  f'python -c "import torchvision; torchvision.datasets.CIFAR10({str(root)!r}, download=True)"')]
+    for model, weights in IMAGENET_WEIGHTS.items():
+        path = Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
+        rows.append(Asset(f"ImageNet {model} weights", path, path.exists(), curl({path: weights.url}),
+                          "optional: task.weights=auto trains from scratch without them"))
+    rows += [cached(cfg, f"CIFAR-10 {model} from scratch", "cnn", f"{model}-scratch-*.pt", "make pretrain-cnn")
+             for model in cfg.task.pretrain]
+    return rows
+
+
+def clip_assets(cfg: DictConfig) -> list[Asset]:
+    """The paper's four CLIP backbones, the three datasets, and the offline stand-in."""
+    rows = []
+    for model in MODELS:
+        path = cached_weights(model, cfg.task.pretrained)
+        rows.append(Asset(f"CLIP {model}/{cfg.task.pretrained} weights", Path(path or where_weights_go(model, cfg.task.pretrained)),
+                          path is not None,
+                          f"python run.py task=clip task.weights=pretrained task.model={model} task.download=true",
+                          "optional: task.weights=auto uses the stand-in without them"))
+    for dataset in imagesets.DATASETS:
+        root = imagesets.root_for(dataset, cfg.task.data_root if dataset == cfg.task.dataset else None, Path(cfg.paths.data))
+        get = {"cifar10": f'python -c "import torchvision; torchvision.datasets.CIFAR10({str(root)!r}, download=True)"',
+               "cifar100": f'python -c "import torchvision; torchvision.datasets.CIFAR100({str(root)!r}, download=True)"',
+               "imagenetv2": f"download imagenetv2-matched-frequency.tar.gz (ImageNet-V2 release) and unpack it in {root.parent}"}
+        rows.append(Asset(dataset, root.resolve(), imagesets.missing(dataset, root) is None, get[dataset],
+                          "" if dataset == "cifar10" else "needed only with real CLIP weights"))
+    rows.append(cached(cfg, "offline stand-in CLIP", "clip", "standin-*.pt", "make pretrain-clip"))
+    return rows
+
+
+def dqn_assets(cfg: DictConfig) -> list[Asset]:
+    return [cached(cfg, f"pretrained DQN for {env}", "dqn", f"{env}-seed*.zip",
+                   f"python run.py task=dqn task.env={env} method=vanilla") for env in cfg.task.envs]
+
+
+REPORTS: dict[str, Callable[[DictConfig], list[Asset]]] = {
+    "synthetic": lambda cfg: [],  # data drawn on the fly, models trained in the run
+    "scan": scan_assets,
+    "clip": clip_assets,
+    "cnn": cnn_assets,
+    "dqn": dqn_assets,
+}
+
+
+def report(overrides: list[str]) -> int:
+    """Print the table (overrides such as paths.data=… apply to every task); the exit status."""
+    rows, todo = [], []
+    for task in choices("task"):
+        try:
+            cfg = compose_config([f"task={task}", *overrides])
+        except Exception as err:
+            print(f"error: {one_line(err)}", file=sys.stderr)
+            return 2
+        if task not in REPORTS:
+            rows.append((task, "(no asset report: add one to equi.assets.REPORTS)", "", ""))
+            continue
+        assets = REPORTS[task](cfg)
+        if not assets:
+            rows.append((task, "nothing: needs no data or pretrained weights", "", ""))
+        for a in assets:
+            rows.append((task, a.what, a.status, str(a.where)))
+            if not a.present:
+                todo.append(f"  {task}: {a.what}" + (f" ({a.note})" if a.note else "") + f"\n    {a.get}")
+    header = ("task", "asset", "status", "where")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3])
+    if todo:
+        print("\nto make the missing ones available:")
+        print("\n".join(todo))
+    return 0

@@ -1,0 +1,370 @@
+"""What each config key may hold, so that a bad value stops before any work with one line.
+
+One table of rules per choice of each config group (``TASKS``, ``METHODS``, ``HARDWARE``,
+``LOGGERS``) and one for the run itself (``RUN``). Keys are dotted paths inside the group; ``*``
+stands for one level (a model's or an environment's own block), and the keys of a task's
+``fast:`` block follow the task's own rules. ``check`` is run by ``equi.config.check_cli`` on
+the command line and by ``equi.experiment.execute`` on the composed config.
+
+A new task adds ``TASKS["<name>"] = {key: rule, …}``; until then its keys are not checked, and
+tests/test_errors.py fails naming each key that lacks a rule.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .data.imagesets import DATASETS, TRANSFORMS
+from .data.scan import ACTIONS, COMMANDS, SPLITS
+from .errors import one_line
+from .groups.image import BY_NAME as IMAGE_GROUPS
+from .models.seq2seq import CELLS
+from .proxy import PROXIES
+
+
+class Rule:
+    """What one key may hold."""
+
+    def allows(self, value: Any, cfg: DictConfig) -> bool:
+        raise NotImplementedError
+
+    def describe(self, cfg: DictConfig) -> str:
+        """What is allowed, as the end of "<key> must be …"."""
+        raise NotImplementedError
+
+    def problem(self, key: str, value: Any, cfg: DictConfig) -> str | None:
+        return None if self.allows(value, cfg) else f"{key} must be {self.describe(cfg)}, got {value!r}"
+
+    def bad_values(self, cfg: DictConfig) -> list:
+        """Values this rule refuses (for the tests that feed every key a bad value); [] for free text."""
+        return []
+
+
+@dataclass(frozen=True)
+class Number(Rule):
+    """An integer (``integer``) or a finite number within [low, high]; ``above``/``below`` leave the bound out."""
+
+    low: float | None = None
+    high: float | None = None
+    integer: bool = False
+    above: bool = False
+    below: bool = False
+    nullable: bool = False
+
+    def allows(self, value, cfg):
+        if value is None:
+            return self.nullable
+        if isinstance(value, bool) or not isinstance(value, int if self.integer else (int, float)):
+            return False
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.above else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.below else value <= self.high)
+
+    def describe(self, cfg):
+        text = "an integer" if self.integer else "a number"
+        if self.low is not None and self.high is not None:
+            text += f" in {'(' if self.above else '['}{self.low}, {self.high}{')' if self.below else ']'}"
+        elif self.low is not None:
+            text += f" {'>' if self.above else '≥'} {self.low}"
+        return text + (" or null" if self.nullable else "")
+
+    def bad_values(self, cfg):
+        bad = ["x"] + ([] if self.nullable else [None])
+        if self.low is not None:
+            bad.append(self.low if self.above else self.low - 1)
+        if self.high is not None:
+            bad.append(self.high if self.below else self.high + 1)
+        if self.integer:
+            bad.append((self.low or 0) + 1.5)
+        return bad
+
+
+@dataclass(frozen=True)
+class Choice(Rule):
+    """One of ``options``: a tuple, or a function of the config (e.g. the keys of a block)."""
+
+    options: tuple | Callable[[DictConfig], Iterable]
+    nullable: bool = False
+
+    def names(self, cfg) -> list:
+        return list(self.options(cfg) if callable(self.options) else self.options)
+
+    def allows(self, value, cfg):
+        return (value is None and self.nullable) or (isinstance(value, str) and value in self.names(cfg))
+
+    def describe(self, cfg):
+        return "one of " + ", ".join(map(str, self.names(cfg))) + (" or null" if self.nullable else "")
+
+    def problem(self, key, value, cfg):
+        if self.allows(value, cfg):
+            return None
+        null = " (or null)" if self.nullable else ""
+        return f"unknown {key} {value!r}; choose one of: {', '.join(map(str, self.names(cfg)))}{null}"
+
+    def bad_values(self, cfg):
+        return ["nosuch"] + ([] if self.nullable else [None])
+
+
+class Flag(Rule):
+    def allows(self, value, cfg):
+        return isinstance(value, bool)
+
+    def describe(self, cfg):
+        return "true or false"
+
+    def bad_values(self, cfg):
+        return ["maybe", 1]
+
+
+@dataclass(frozen=True)
+class Text(Rule):
+    """Free text (names, paths, labels): any single value, not a list or a block."""
+
+    nullable: bool = False
+
+    def allows(self, value, cfg):
+        return isinstance(value, (str, int, float)) or (value is None and self.nullable)
+
+    def describe(self, cfg):
+        return "a single value" + (" or null" if self.nullable else "")
+
+
+@dataclass(frozen=True)
+class Pattern(Rule):
+    regex: str
+    what: str
+
+    def allows(self, value, cfg):
+        return isinstance(value, str) and re.fullmatch(self.regex, value) is not None
+
+    def describe(self, cfg):
+        return self.what
+
+    def bad_values(self, cfg):
+        return ["nosuch", None]
+
+
+@dataclass(frozen=True)
+class ListOf(Rule):
+    item: Rule
+
+    def allows(self, value, cfg):
+        return isinstance(value, list) and all(self.item.allows(v, cfg) for v in value)
+
+    def describe(self, cfg):
+        return f"a list, each {self.item.describe(cfg)}"
+
+    def bad_values(self, cfg):
+        return ["x"] + [[bad] for bad in self.item.bad_values(cfg) if bad is not None]
+
+
+@dataclass(frozen=True)
+class Either(Rule):
+    """What either rule allows (a number or a keyword)."""
+
+    first: Rule
+    second: Rule
+
+    def allows(self, value, cfg):
+        return self.first.allows(value, cfg) or self.second.allows(value, cfg)
+
+    def describe(self, cfg):
+        return f"{self.first.describe(cfg)}, or {self.second.describe(cfg)}"
+
+    def bad_values(self, cfg):
+        return [v for v in self.first.bad_values(cfg) + self.second.bad_values(cfg) if not self.allows(v, cfg)]
+
+
+COUNT = Number(low=0, integer=True)  # how many; 0 is allowed (e.g. no finetuning)
+SIZE = Number(low=1, integer=True)  # sizes, batch sizes, steps
+SIZE_OR_NULL = Number(low=1, integer=True, nullable=True)  # null: all of them
+RATE = Number(low=0, above=True)  # learning rates, gradient-clipping norms
+FRACTION = Number(low=0, high=1)
+SEED = Number(low=0, high=2**32 - 1, integer=True)  # numpy's range
+FLAG = Flag()
+TEXT = Text()
+
+
+def block(prefix: str, rules: dict[str, Rule]) -> dict[str, Rule]:
+    """The same rules under `prefix` (a training block, or every model's/env's block with `*`)."""
+    return {f"{prefix}.{key}": rule for key, rule in rules.items()}
+
+
+SEQUENCE_PROXIES = ("seq_neg_max_prob",)  # reduce a time axis: only for sequence outputs
+SCORE_PROXIES = tuple(p for p in PROXIES if p not in SEQUENCE_PROXIES)  # one score vector per view
+
+
+def task_proxies(cfg: DictConfig) -> list[str]:
+    """The proxies fit for the task's outputs: those its own default_proxy may be."""
+    rule = TASKS.get(cfg.task.name, {}).get("default_proxy")
+    return rule.names(cfg) if isinstance(rule, Choice) else list(PROXIES)
+
+
+LAMBDA_NET = {"lambda_hidden": SIZE, "lambda_layers": SIZE}
+METHODS: dict[str, dict[str, Rule]] = {
+    "vanilla": {},
+    "equitune": {},
+    "equizero": {"proxy": Choice(task_proxies, nullable=True), "straight_through": FLAG},  # null: the task's default
+    "lambda": {**LAMBDA_NET, "lambda_features": Choice(("frozen", "shared"))},  # clip finetuning: which image tower λ reads
+    "canonical_lambda": {**LAMBDA_NET, "extra_rotations": SIZE},
+}
+TASK_METHODS = ListOf(Choice(tuple(METHODS)))
+
+CNN_TRAINING = {"epochs": COUNT, "examples_per_epoch": SIZE_OR_NULL, "batch_size": SIZE,
+                "optimizer": Choice(("sgd", "adam")), "lr": RATE, "schedule": Choice(("constant", "cosine", "onecycle")),
+                "weight_decay": Number(low=0), "label_smoothing": FRACTION}
+CNN_PRETRAINING = {**CNN_TRAINING, "seed": SEED, "per_class": SIZE_OR_NULL}
+SCAN_TRAINING = {"examples": COUNT, "batch_size": SIZE, "lr": RATE, "schedule": Choice(("constant", "cosine")),
+                 "clip": RATE}
+SCAN_WORDS = tuple(w for w in COMMANDS if not w.startswith("<"))
+SCAN_ACTIONS = tuple(a for a in ACTIONS if not a.startswith("<"))
+DQN_SETTINGS = {"learning_rate": RATE, "batch_size": SIZE, "buffer_size": SIZE, "learning_starts": COUNT,
+                "gamma": FRACTION, "target_update_interval": SIZE, "train_freq": SIZE,
+                "gradient_steps": Number(low=-1, integer=True),  # -1: as many as environment steps
+                "exploration_fraction": Number(low=0, high=1, above=True), "exploration_final_eps": FRACTION}
+
+CLIP_STANDIN = {"seed": SEED, "epochs": SIZE, "examples_per_epoch": SIZE_OR_NULL, "per_class": SIZE_OR_NULL,
+                "eval_per_class": SIZE_OR_NULL, "batch_size": SIZE, "lr": RATE, "weight_decay": Number(low=0),
+                "model.embed_dim": SIZE, "model.vision_cfg.image_size": SIZE, "model.vision_cfg.layers": ListOf(SIZE),
+                "model.vision_cfg.width": SIZE, **block("model.text_cfg", dict.fromkeys(
+                    ("context_length", "vocab_size", "width", "heads", "layers"), SIZE))}
+
+TASKS: dict[str, dict[str, Rule]] = {
+    "synthetic": {
+        "methods": TASK_METHODS, "metric": TEXT, "n_train": SIZE, "n_test": SIZE, "batch_size": SIZE,
+        "epochs": SIZE, "lr": RATE, "hidden": SIZE, "residual_layers": COUNT, "finite_rotations": SIZE,
+        "canonical_vector": Number(low=0, high=1, integer=True),  # which of the two input vectors
+    },
+    "scan": {
+        "methods": TASK_METHODS, "metric": TEXT, "split": Choice(tuple(SPLITS)), "download": FLAG,
+        "architecture": Choice(("seq2seq", "gseq2seq")), "cell": Choice(tuple(CELLS)), "hidden": SIZE,
+        "dropout": FRACTION, "max_len": SIZE, "default_proxy": Choice(tuple(PROXIES)),
+        **block("pretrain", {**SCAN_TRAINING, "teacher_forcing": FRACTION, "split_seed": SEED,
+                             "val_fraction": Number(low=0, high=1, above=True, below=True)}),
+        **block("lambda_stage", SCAN_TRAINING),
+        **block("finetune", SCAN_TRAINING),
+        "eval_batch": SIZE, "limit": SIZE_OR_NULL,
+        "groups.*.commands": ListOf(ListOf(Choice(SCAN_WORDS))),
+        "groups.*.actions": ListOf(ListOf(Choice(SCAN_ACTIONS))),
+    },
+    "dqn": {
+        "methods": TASK_METHODS, "metric": TEXT, "env": Choice(lambda cfg: cfg.task.envs), "eval_episodes": SIZE,
+        "default_proxy": Choice(SCORE_PROXIES),
+        "envs.*.id": TEXT, "envs.*.timesteps": SIZE, "envs.*.net_arch": ListOf(SIZE),
+        **block("envs.*.dqn", DQN_SETTINGS),
+    },
+    "clip": {
+        "methods": TASK_METHODS, "metric": TEXT, "model": TEXT, "pretrained": TEXT, "checkpoint": Text(nullable=True),
+        "weights": Choice(("auto", "pretrained", "standin", "random")), "download": FLAG,
+        "dataset": Choice(DATASETS), "data_root": Text(nullable=True), "transform": Choice(TRANSFORMS),
+        "transform_per": Choice(("image", "batch")), "transform_seed": SEED,
+        "group": Choice(tuple(IMAGE_GROUPS), nullable=True), "logit_scale": Either(RATE, Choice(("model",))),
+        "default_proxy": Choice(SCORE_PROXIES), "eval_per_class": SIZE_OR_NULL, "train_per_class": SIZE_OR_NULL,
+        "eval_batch": SIZE, "lambda_examples": SIZE,
+        **block("lambda_stage", {"steps": COUNT, "batch_size": SIZE, "lr": RATE}),
+        **block("finetune", {"steps": COUNT, "eval_every": SIZE, "batch_size": SIZE}),
+        "finetune.lr_by_method.*": RATE,
+        **block("standin", CLIP_STANDIN),
+    },
+    "cnn": {
+        "methods": TASK_METHODS, "metric": TEXT,
+        "model": Choice(lambda cfg: cfg.task.pretrain),  # a model with its own pretraining block
+        "weights": Choice(("auto", "imagenet", "scratch", "random")), "data_root": Text(nullable=True),
+        "default_proxy": Choice(SCORE_PROXIES), "rotation_seed": SEED, "eval_per_class": SIZE_OR_NULL,
+        "train_per_class": SIZE_OR_NULL, "eval_batch": SIZE, "lambda_examples": SIZE,
+        **block("pretrain.*", CNN_PRETRAINING),
+        **block("imagenet_adapt", {**CNN_PRETRAINING, "input_size": Number(low=64, integer=True)}),  # AlexNet's stem
+        **block("lambda_stage", CNN_TRAINING),
+        **block("finetune", {**CNN_TRAINING, "layers": Choice(("all", "last2"))}),
+    },
+}
+
+DEVICE = {"device": Pattern(r"cpu|cuda(:\d+)?", "cpu, cuda or cuda:<index>"), "threads": SIZE_OR_NULL,
+          "data_parallel": FLAG}
+HARDWARE = dict.fromkeys(("cpu", "cuda", "multigpu"), DEVICE)
+LOGGERS = {
+    "none": {},
+    "wandb": {"mode": Choice(("online", "offline", "disabled")), "project": TEXT, "entity": Text(nullable=True),
+              "tags": ListOf(TEXT)},
+}
+RUN = {"seed": SEED, "fast": FLAG, "force": FLAG, "label": TEXT, "paper": Text(nullable=True),
+       "paper_by_split": Text(nullable=True), "paper_by_split.*": Text(nullable=True),
+       "paths.outputs": TEXT, "paths.data": TEXT}
+GROUPS = {"task": TASKS, "method": METHODS, "hardware": HARDWARE, "logger": LOGGERS}
+
+
+def group_rules(cfg: DictConfig, group: str) -> dict[str, Rule] | None:
+    """The rules of the group's chosen config; None when the schema has no entry for it yet."""
+    rules = GROUPS[group].get(cfg[group].get("name"))
+    return None if rules is None else {"name": TEXT, **rules}
+
+
+def rule_for(cfg: DictConfig, key: str) -> Rule | None:
+    group, _, inner = key.partition(".")
+    if group in GROUPS:
+        rules = group_rules(cfg, group) or {}
+        if group == "task" and inner.startswith("fast."):
+            inner = inner[len("fast."):]
+    else:
+        rules, inner = RUN, key
+    if inner in rules:
+        return rules[inner]
+    parts = inner.split(".")
+    for pattern, rule in rules.items():
+        wanted = pattern.split(".")
+        if len(wanted) == len(parts) and all(w in ("*", p) for w, p in zip(wanted, parts)):
+            return rule
+    return None
+
+
+def leaves(node: dict, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) of every value that is not a block; lists are values."""
+    for key, value in node.items():
+        if isinstance(value, dict) and value:
+            yield from leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def resolved(cfg: DictConfig) -> tuple[dict, DictConfig]:
+    """The config with every interpolation resolved, as plain values and as a config for the rules;
+    raises OmegaConfBaseException when an interpolation does not resolve."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    return plain, OmegaConf.create(plain)
+
+
+_ABSENT = object()
+
+
+def check(cfg: DictConfig) -> str | None:
+    """One line naming the first key whose value is not allowed (its value and what is), else None."""
+    try:
+        plain, cfg = resolved(cfg)
+    except OmegaConfBaseException as err:
+        return f"{err.full_key} does not resolve: {one_line(err)}"
+    for key, value in leaves(plain):
+        rule = rule_for(cfg, key)
+        problem = rule.problem(key, value, cfg) if rule else None
+        if problem:
+            return problem
+    for prefix, rules in [("", RUN)] + [(f"{g}.", group_rules(cfg, g) or {}) for g in GROUPS]:
+        for key, rule in rules.items():
+            if "*" not in key and OmegaConf.select(cfg, prefix + key, default=_ABSENT) is _ABSENT:
+                return f"{prefix}{key} is missing; it must be {rule.describe(cfg)}"
+    if cfg.method.name not in cfg.task.methods:
+        return f"task {cfg.task.name!r} does not support method {cfg.method.name!r}; supported: {', '.join(cfg.task.methods)}"
+    return None
+
+
+def unruled(cfg: DictConfig) -> list[str]:
+    """Keys of the config that no rule covers (tests require none)."""
+    plain, cfg = resolved(cfg)
+    return [key for key, _ in leaves(plain) if rule_for(cfg, key) is None]

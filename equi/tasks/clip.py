@@ -1,0 +1,259 @@
+"""Zero-shot CLIP under rotations and flips (paper §5.2.1, Figures 4, 5a, 7, 8, 11a, 12).
+
+Every test image gets a random element of the test-time transform; the methods make CLIP's
+zero-shot classifier invariant to the group through the shared operator, with the image tower
+as its encoder: equitune averages the views' class probabilities, equizero keeps the view most
+similar to a class's text, λ-equitune weights the probabilities by a λ-network over the image
+features of the same pass. Then, optionally, a finetuning curve on transformed training images.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from .. import methods
+from ..cache import checkpoint_path, save_atomically
+from ..data import cifar, imagesets
+from ..data.prompts import CIFAR10_CLASSES, CIFAR_TEMPLATES, PROMPTS
+from ..errors import ConfigError, MissingAssetError
+from ..experiment import RunContext
+from ..groups import FiniteGroup, image
+from ..models import clip_standin
+from ..models.clip import (ImageEncoder, Preprocess, ZeroShotHead, cached_weights, load_pretrained, preprocess_cfg,
+                           random_clip, standin_clip, zero_shot_weights)
+from ..operator import EquivariantWrapper
+from ..weighting import Featurized
+
+@torch.no_grad()
+def accuracy(net: nn.Module, loader: DataLoader, elements: torch.Tensor, transform: FiniteGroup,
+             prepare: nn.Module, device: torch.device, desc: str) -> tuple[float, torch.Tensor | None]:
+    """Top-1 (%) with test image i transformed by elements[i], and the operator's weights (|G|, N) if any."""
+    net.eval()
+    correct, seen, weights = 0, 0, []
+    for x, y in tqdm(loader, desc=desc, unit="batch", leave=False):
+        x = transform.act_each(elements[seen : seen + len(x)], prepare(x.to(device)))
+        if isinstance(net, EquivariantWrapper):
+            out, w = net(x, return_weights=True)
+            weights.append(w.cpu())
+        else:
+            out = net(x)
+        correct += int((out.argmax(-1).cpu() == y).sum())
+        seen += len(x)
+    return 100.0 * correct / seen, torch.cat(weights, 1) if weights else None
+
+
+def draw_elements(n: int, order: int, per: str, batch: int, generator: torch.Generator) -> torch.Tensor:
+    """A transform element per image (per='image') or one per batch of `batch` (per='batch', the paper's code)."""
+    if per == "batch":
+        return torch.randint(order, (-(-n // batch),), generator=generator).repeat_interleave(batch)[:n]
+    return torch.randint(order, (n,), generator=generator)
+
+
+def loss_of(out: torch.Tensor, labels: torch.Tensor, probabilities: bool) -> torch.Tensor:
+    """NLL of the averaged class probabilities, or cross-entropy of logits: never a softmax fed to CE."""
+    if probabilities:
+        return nn.functional.nll_loss(out.clamp_min(1e-12).log(), labels)
+    return nn.functional.cross_entropy(out, labels)
+
+
+def train_steps(net: nn.Module, params: list[nn.Parameter], batches, steps: int, lr: float, transform: FiniteGroup,
+                task: DictConfig, prepare: nn.Module, probabilities: bool, generator: torch.Generator,
+                device: torch.device, desc: str, after_step=lambda step: None) -> None:
+    """SGD with momentum 0.9 (the paper's code) on transformed training batches, shuffled."""
+    if steps == 0:
+        return
+    opt = torch.optim.SGD(params, lr=lr, momentum=0.9)
+    progress = tqdm(range(1, steps + 1), desc=desc, unit="step")
+    for step in progress:
+        x, y = next(batches)
+        elements = draw_elements(len(x), transform.order, task.transform_per, len(x), generator)
+        x = transform.act_each(elements, prepare(x.to(device)))
+        loss = loss_of(net(x), y.to(device), probabilities)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 20 == 0:
+            progress.set_postfix(loss=f"{loss.item():.4f}")
+        after_step(step)
+
+
+def standin(task: DictConfig, ctx: RunContext) -> tuple[nn.Module, str, str]:
+    """The offline stand-in, trained on upright CIFAR-10 once and cached under outputs/cache/clip."""
+    settings = task.standin
+    path = checkpoint_path(ctx.cache_dir, "clip", "standin", settings, settings.seed, ".pt")
+    model = standin_clip(OmegaConf.to_container(settings.model, resolve=True)).to(ctx.device)
+    if path.exists():
+        stored = torch.load(path, map_location=ctx.device)
+        model.load_state_dict(stored["state_dict"])
+        return model.eval(), f"standin (cache; upright CIFAR-10 zero-shot {stored['upright_accuracy']:.1f}%)", path.name
+    root = imagesets.root_for("cifar10", task.data_root if task.dataset == "cifar10" else None, ctx.data_dir)
+    images, labels = cifar.load(root, "train", settings.per_class, ctx.cache_dir)
+    start = time.perf_counter()
+    model = clip_standin.train(settings, images, labels, ctx.device)
+    minutes = (time.perf_counter() - start) / 60
+    test = imagesets.load("cifar10", root, "test", settings.eval_per_class, 32, False, ctx.cache_dir)
+    head = ZeroShotHead(zero_shot_weights(model, CIFAR10_CLASSES, CIFAR_TEMPLATES, path.name, ctx.cache_dir, ctx.device),
+                        1.0, probabilities=False)
+    upright, _ = accuracy(nn.Sequential(ImageEncoder(model.visual), head), DataLoader(test, batch_size=500),
+                          torch.zeros(len(test), dtype=torch.long), image.identity(),
+                          Preprocess(*preprocess_cfg(model)).to(ctx.device), ctx.device, "stand-in upright test")
+    print(f"stand-in CLIP: {minutes:.1f} min of training, upright CIFAR-10 zero-shot top-1 {upright:.1f}% (saved in {path})")
+    save_atomically(path, lambda tmp: torch.save({"state_dict": model.state_dict(), "upright_accuracy": upright,
+                                                   "train_minutes": minutes}, tmp))
+    return model, f"standin (trained; upright CIFAR-10 zero-shot {upright:.1f}%)", path.name
+
+
+def load_clip(task: DictConfig, ctx: RunContext) -> tuple[nn.Module, str, str | None]:
+    """(CLIP, which weights, an id for caching its zero-shot heads; None for random weights)."""
+    if task.weights == "random":
+        return random_clip(task.model).to(ctx.device).eval(), f"{task.model} random", None
+    if task.weights == "auto" and not (task.checkpoint or task.download or cached_weights(task.model, task.pretrained)):
+        print(f"note: no cached CLIP weights for {task.model}/{task.pretrained}; using the offline stand-in "
+              "(task.weights=pretrained asks for the real ones)")
+    elif task.weights != "standin":
+        model, path = load_pretrained(task.model, task.pretrained, task.checkpoint, task.download)
+        return model.to(ctx.device).eval(), f"{task.model}/{task.pretrained} ({path})", f"{task.model}|{task.pretrained}|{path}"
+    if task.dataset != "cifar10":
+        raise ConfigError(f"the offline stand-in knows only CIFAR-10's classes; task.dataset={task.dataset} needs real "
+                          "CLIP weights (task.weights=pretrained)")
+    return standin(task, ctx)
+
+
+class Columns(nn.Module):
+    """Features[:, start:stop], then `then`: one half of an encoder's concatenated output."""
+
+    def __init__(self, start: int, stop: int, then: nn.Module | None = None):
+        super().__init__()
+        self.start, self.stop, self.then = start, stop, then
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        part = features[:, self.start : self.stop]
+        return self.then(part) if self.then is not None else part
+
+
+class WithFrozenCopy(nn.Module):
+    """[encoder(x), frozen copy of encoder(x)]: λ keeps reading the features it was trained on
+    while the encoder finetunes (the paper's setting; it costs a second image-tower pass)."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+        self.frozen = copy.deepcopy(encoder).requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.encoder(x), self.frozen(x)], -1)
+
+
+def with_frozen_lambda_features(net: EquivariantWrapper, dim: int) -> EquivariantWrapper:
+    """The same operator, model and λ-network, with λ fed by a frozen copy of the encoder."""
+    return EquivariantWrapper(Columns(0, dim, net.model), net.group, Featurized(net.weighting, Columns(dim, 2 * dim)),
+                              invariant=True, encoder=WithFrozenCopy(net.encoder))
+
+
+def view_weights(weights: torch.Tensor, elements: torch.Tensor, group: FiniteGroup, shown: list[int]) -> dict:
+    """λ per view for Figure 12: the mean weight on the upright view (g = t⁻¹ for an image
+    transformed by t), how often it has the largest weight, and the weights of a few images."""
+    upright = torch.tensor([group.inverse(int(t)) for t in elements])
+    on_upright = weights.gather(0, upright[None]).squeeze(0)
+    return {"upright_weight": float(on_upright.mean()),
+            "upright_argmax_rate": float((weights.argmax(0) == upright).float().mean()),
+            "weight_examples": {"index": shown, "element": elements[shown].tolist(),
+                                "weights": weights[:, shown].T.tolist()}}
+
+
+def run(cfg: DictConfig, ctx: RunContext) -> dict:
+    task, method = cfg.task, cfg.method
+    transform = image.BY_NAME[task.transform]()
+    group = image.BY_NAME[task.group or task.transform]()
+    root = imagesets.root_for(task.dataset, task.data_root, ctx.data_dir)
+    problem = imagesets.missing(task.dataset, root)
+    if problem and not (task.download and task.dataset == "cifar100"):
+        raise MissingAssetError(problem)  # before any weights are loaded or trained
+
+    start = time.perf_counter()
+    model, source, weights_id = load_clip(task, ctx)
+    load_s = time.perf_counter() - start
+    size, mean, std = preprocess_cfg(model)
+    prepare = Preprocess(size, mean, std).to(ctx.device)
+    classnames, templates = PROMPTS[task.dataset]
+    class_embeddings = zero_shot_weights(model, classnames, templates, weights_id, ctx.cache_dir, ctx.device)
+    scale = float(model.logit_scale.detach().exp()) if task.logit_scale == "model" else float(task.logit_scale)
+    probabilities = method.name in ("equitune", "lambda")
+    encoder = ImageEncoder(model.visual)
+    model.requires_grad_(False)
+    net = methods.wrap(method, ZeroShotHead(class_embeddings, scale, probabilities), group=group, invariant=True,
+                       encoder=encoder, feature_dim=class_embeddings.shape[0], default_proxy=task.default_proxy)
+    net = net.to(ctx.device)
+
+    test = imagesets.load(task.dataset, root, "test", task.eval_per_class, size, task.download, ctx.cache_dir)
+    loader = DataLoader(test, batch_size=task.eval_batch, num_workers=2 if task.dataset == "imagenetv2" else 0)
+    test_elements = draw_elements(len(test), transform.order, task.transform_per, task.eval_batch,
+                                  torch.Generator().manual_seed(task.transform_seed))  # the same for every method and seed
+    generator = torch.Generator().manual_seed(cfg.seed)
+    desc = f"{task.model if 'standin' not in source else 'standin'} {method.name} seed {cfg.seed}"
+    training = task.finetune.steps > 0 or method.name == "lambda"
+    if training:
+        train = imagesets.load(task.dataset, root, "train", task.train_per_class, size, task.download, ctx.cache_dir)
+        batches = cycle_shuffled(train, task.finetune.batch_size, generator)
+    if method.name == "lambda":  # paper D.4: train λ with CLIP frozen, then freeze λ
+        stage = task.lambda_stage
+        lambda_batches = cycle_shuffled(train, stage.batch_size, generator)
+        train_steps(net, list(net.weighting.parameters()), lambda_batches, stage.steps, stage.lr, transform, task,
+                    prepare, probabilities, generator, ctx.device, f"{desc}: λ-network")
+        net.weighting.requires_grad_(False)
+
+    curve: dict[int, float] = {}
+    weights = None
+
+    def record(step: int) -> None:
+        nonlocal weights
+        if step == 0 or step % task.finetune.eval_every == 0 or step == task.finetune.steps:
+            curve[step], weights = accuracy(net, loader, test_elements, transform, prepare, ctx.device, f"{desc}: test")
+            ctx.logger.log({"test_accuracy": curve[step], "step": step})
+            print(f"{desc}: step {step}: top-1 {curve[step]:.2f}%")
+
+    record(0)
+    if task.finetune.steps > 0:
+        if method.name == "lambda" and method.lambda_features == "frozen":
+            net = with_frozen_lambda_features(net, class_embeddings.shape[0]).to(ctx.device)
+        encoder.requires_grad_(True)
+        lr = task.finetune.lr_by_method[method.name]
+        train_steps(net, list(encoder.parameters()), batches, task.finetune.steps, lr, transform, task, prepare,
+                    probabilities, generator, ctx.device, f"{desc}: finetune", after_step=record)
+    metrics = {
+        "zero_shot_accuracy": curve[0],
+        "test_accuracy": curve[max(curve)],
+        "curve": {str(k): v for k, v in curve.items()},
+        "model": task.model if "standin" not in source else "standin",
+        "weights": source,
+        "dataset": task.dataset,
+        "transform": task.transform,
+        "group": group.name,
+        "logit_scale": scale,
+        "proxy": (method.proxy or task.default_proxy) if method.name == "equizero" else None,
+        "finetune_steps": task.finetune.steps,
+        "finetune_lr": task.finetune.lr_by_method[method.name] if task.finetune.steps else None,
+        "test_images": len(test),
+        "load_s": round(load_s, 1),
+    }
+    if weights is not None and task.group in (None, task.transform):
+        shown = torch.linspace(0, len(test) - 1, task.lambda_examples).long().tolist()  # across classes
+        metrics.update(view_weights(weights, test_elements, group, shown))
+    return metrics
+
+
+def cycle_shuffled(dataset, batch_size: int, generator: torch.Generator):
+    """Shuffled training batches, reshuffled every pass, forever."""
+    return iter(cycle_loader(DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, generator=generator)))
+
+
+def cycle_loader(loader: DataLoader):
+    while True:
+        yield from loader

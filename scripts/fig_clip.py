@@ -1,0 +1,241 @@
+#!/usr/bin/env python
+"""CLIP under rotations and flips (paper Figures 4, 5a, 7, 8, 11a, 12, and the offline stand-in).
+
+    python scripts/fig_clip.py fig7|fig4|fig8|fig5a|fig11a|fig12|offline [--where key=value …]
+
+Reads task=clip runs; writes bar charts of zero-shot top-1 and finetuning curves as PNGs, and a
+markdown table with the paper's numbers beside ours (read off its plots, ±0.5). The paper's
+"flip" is a 180° rotation (`torch.flip(dims=(-2, -1))` in its code): rows labelled
+"flip (paper: rot180)" reproduce it; "mirror (ours)" is a true left-right flip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from collect_results import REPO, load, mean_std, stats  # noqa: E402
+
+from equi.data import imagesets  # noqa: E402
+from equi.groups.image import BY_NAME as GROUPS  # noqa: E402
+
+TRANSFORMS = {"none": "upright", "rot180": "flip (paper: rot180)", "flip": "mirror (ours)", "rot90": "rot90"}
+METHODS = ["vanilla", "equitune", "equizero", "lambda"]
+VANILLA_CIFAR100 = {"RN50": (41.8, 30.1, 24.3), "RN101": (48.8, 34.7, 28.3), "ViT-B-32": (65.0, 49.8, 43.9),
+                    "ViT-B-16": (68.2, 52.8, 46.5)}  # upright, "flip", rot90
+VANILLA_IMAGENETV2 = {"RN50": (52.8, 42.9, 39.6), "RN101": (56.2, 45.9, 43.5), "ViT-B-32": (55.9, 46.7, 44.6),
+                      "ViT-B-16": (61.9, 53.6, 52.8)}
+FINETUNE = {  # rot90-CIFAR-100, (step 0, step 4000)
+    "RN50": {"equizero": (38.9, 40.2), "equitune": (28.3, 34.0), "lambda": (31.4, 46.5)},
+    "RN101": {"equizero": (46.0, 46.6), "equitune": (34.0, 41.2), "lambda": (36.8, 49.0)},
+    "ViT-B-32": {"equizero": (63.0, 63.8), "equitune": (54.9, 56.0), "lambda": (56.5, 57.0)},
+    "ViT-B-16": {"equizero": (66.4, 67.3), "equitune": (57.4, 58.9), "lambda": (61.9, 72.2)},
+}
+FIGURES = {  # name: (dataset, what it shows)
+    "fig7": ("cifar100", "vanilla"), "fig4": ("imagenetv2", "vanilla+methods"), "fig8": ("cifar100", "methods"),
+    "fig5a": ("cifar100", "curves"), "fig11a": ("cifar100", "curves"), "fig12": ("cifar100", "lambda"),
+    "offline": ("cifar10", "all"),
+}
+
+
+def paper_vanilla(dataset: str, model: str, transform: str) -> float | None:
+    table = {"cifar100": VANILLA_CIFAR100, "imagenetv2": VANILLA_IMAGENETV2}.get(dataset, {})
+    index = {"none": 0, "rot180": 1, "rot90": 2}.get(transform)
+    return table[model][index] if model in table and index is not None else None
+
+
+def zero_shot_groups(records: list[dict]) -> dict:
+    """(model, transform, method) → zero-shot top-1 of each seed."""
+    groups = defaultdict(list)
+    for r in records:
+        groups[(r["metrics"]["model"], r["metrics"]["transform"], r["method"])].append(r["metrics"]["zero_shot_accuracy"])
+    return groups
+
+
+def bar_panel(ax, groups: dict, models: list[str], series: list[tuple[str, str, str]], title: str) -> None:
+    """Bars per model, one per (transform, method, label) series, with seed std as error bars."""
+    width = 0.8 / max(len(series), 1)
+    for i, (transform, method, label) in enumerate(series):
+        values = [stats(groups[(m, transform, method)]) if groups.get((m, transform, method)) else (np.nan, 0) for m in models]
+        ax.bar(np.arange(len(models)) + i * width, [v[0] for v in values], width, yerr=[v[1] for v in values], label=label)
+    ax.set_xticks(np.arange(len(models)) + width * (len(series) - 1) / 2, models)
+    ax.set_ylabel("zero-shot top-1 (%)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def present(groups: dict, models: list[str], transforms: list[str], methods: list[str]) -> list[tuple[str, str]]:
+    return [(t, m) for t in transforms for m in methods if any(groups.get((x, t, m)) for x in models)]
+
+
+def zero_shot_table(groups: dict, dataset: str, models: list[str]) -> str:
+    lines = ["| model | transform | method | zero-shot top-1 (%), ours | seeds | paper (vanilla) |", "|---|---|---|---|---|---|"]
+    for model in models:
+        for transform, label in TRANSFORMS.items():
+            for method in METHODS:
+                values = groups.get((model, transform, method))
+                if values:
+                    paper = paper_vanilla(dataset, model, transform) if method == "vanilla" else None
+                    lines.append(f"| {model} | {label} | {method} | {mean_std(values, 1)} | {len(values)} | "
+                                 f"{'-' if paper is None else paper} |")
+    return "\n".join(lines)
+
+
+def bars_figure(groups: dict, models: list[str], what: str, dataset: str, path: Path) -> None:
+    panels = []
+    if "vanilla" in what or what == "all":
+        panels.append(("vanilla under each transform", [(t, "vanilla", TRANSFORMS[t]) for t, _ in
+                                                        present(groups, models, list(TRANSFORMS), ["vanilla"])]))
+    if "methods" in what or what == "all":
+        for transform in ("rot90", "rot180", "flip"):
+            series = [(t, m, m) for t, m in present(groups, models, [transform], METHODS)]
+            if series:
+                panels.append((f"methods under {TRANSFORMS[transform]}", series))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8), squeeze=False)
+    for ax, (title, series) in zip(axes[0], panels):
+        bar_panel(ax, groups, models, series, f"{dataset}: {title}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def curves(records: list[dict]) -> dict:
+    """(model, method) → {step: [top-1 of each seed]} of finetuning runs."""
+    out: dict = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        if r["metrics"]["finetune_steps"]:
+            for step, value in r["metrics"]["curve"].items():
+                out[(r["metrics"]["model"], r["method"])][int(step)].append(value)
+    return out
+
+
+def curves_figure_and_table(runs: dict, models: list[str], path: Path) -> str:
+    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 3.8), squeeze=False)
+    lines = ["| model | method | step 0 | last step | steps | seeds | paper 0 → 4000 |", "|---|---|---|---|---|---|---|"]
+    for ax, model in zip(axes[0], models):
+        for method in ("equitune", "equizero", "lambda", "vanilla"):
+            by_step = runs.get((model, method))
+            if not by_step:
+                continue
+            steps = sorted(by_step)
+            mean = np.array([stats(by_step[s])[0] for s in steps])
+            std = np.array([stats(by_step[s])[1] for s in steps])
+            line = ax.plot(steps, mean, marker="o", label=method)[0]
+            ax.fill_between(steps, mean - std, mean + std, alpha=0.2, color=line.get_color())
+            paper = FINETUNE.get(model, {}).get(method)
+            if paper:
+                ax.plot([0, 4000], paper, ls="--", marker="x", color=line.get_color(), alpha=0.6, label=f"{method} (paper)")
+            lines.append(f"| {model} | {method} | {mean_std(by_step[steps[0]], 1)} | {mean_std(by_step[steps[-1]], 1)} "
+                         f"| {steps[-1]} | {len(by_step[steps[-1]])} | {f'{paper[0]} → {paper[1]}' if paper else '-'} |")
+        ax.set_title(f"{model}: finetuning on the transformed training split", fontsize=10)
+        ax.set_xlabel("finetuning step")
+        ax.set_ylabel("test top-1 (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return "\n".join(lines)
+
+
+def lambda_figure(record: dict, path: Path) -> None:
+    """Each shown test image as the operator sees it, every view titled with its weight."""
+    config, shown = record["config"], record["metrics"]["weight_examples"]
+    task = config["task"]
+    group = GROUPS[record["metrics"]["group"]]()
+    root = imagesets.root_for(task["dataset"], task["data_root"], Path(config["paths"]["data"]))
+    test = imagesets.load(task["dataset"], root, "test", task["eval_per_class"], 224, False, None)
+    rows = len(shown["index"])
+    fig, axes = plt.subplots(rows, group.order, figsize=(1.6 * group.order, 1.6 * rows), squeeze=False)
+    for r, (index, element, weights) in enumerate(zip(shown["index"], shown["element"], shown["weights"])):
+        test_image = group.act_input(element, test[index][0][None])
+        for g in group.elements:
+            ax = axes[r][g]
+            ax.imshow(group.act_input(g, test_image)[0].permute(1, 2, 0).numpy())
+            upright = group.compose(g, element) == 0
+            ax.set_title(f"λ={weights[g]:.2f}" + (" (upright)" if upright else ""), fontsize=7,
+                         color="tab:green" if upright else "black")
+            ax.axis("off")
+    fig.suptitle(f"λ-equitune, {record['metrics']['model']} on {task['dataset']}: weight of each view", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def orderings(groups: dict, models: list[str]) -> list[str]:
+    """The paper's zero-shot claims, checked on what ran."""
+    out = []
+    for model in models:
+        def mean(t, m):
+            return stats(groups[(model, t, m)])[0] if groups.get((model, t, m)) else None
+        upright = mean("none", "vanilla")
+        for t in ("rot90", "rot180", "flip"):
+            v, eq, ez, lam = (mean(t, m) for m in METHODS)
+            claims = [("vanilla drops", upright is not None and v is not None and v < upright),
+                      ("equizero > equitune", eq is not None and ez is not None and ez > eq),
+                      ("λ > equitune", eq is not None and lam is not None and lam > eq)]
+            known = [f"{name}: {'holds' if ok else 'does not hold'}" for name, ok in claims]
+            out.append(f"{model}, {TRANSFORMS[t]}: " + "; ".join(known))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("figure", choices=sorted(FIGURES))
+    parser.add_argument("--runs", type=Path, default=REPO / "outputs" / "runs")
+    parser.add_argument("--where", action="append", default=[], help="config.key=value (repeatable)")
+    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "figures")
+    parser.add_argument("--tables", type=Path, default=REPO / "outputs" / "tables")
+    parser.add_argument("--include-fast", action="store_true", help="also fast=true runs (smoke tests)")
+    args = parser.parse_args(argv)
+    dataset, what = FIGURES[args.figure]
+    records = load(args.runs, "clip", args.include_fast, False, [f"task.dataset={dataset}", *args.where])
+    if not records:
+        print(f"error: no clip runs on {dataset} under {args.runs} (with {args.where or 'any settings'})", file=sys.stderr)
+        return 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.tables.mkdir(parents=True, exist_ok=True)
+    models = sorted({r["metrics"]["model"] for r in records}, key=lambda m: (m not in VANILLA_CIFAR100, m))
+    texts, figures = [], []
+    zero_shot = [r for r in records if not r["metrics"]["finetune_steps"]]
+    if zero_shot and what in ("vanilla", "methods", "vanilla+methods", "all"):
+        groups = zero_shot_groups(zero_shot)
+        texts.append(zero_shot_table(groups, dataset, models))
+        figures.append(args.out / f"{args.figure}.png")
+        bars_figure(groups, models, what, dataset, figures[-1])
+        if what == "all":
+            texts.append("\n".join(f"- {line}" for line in orderings(groups, models)))
+    runs = curves(records)
+    if runs and what in ("curves", "all"):
+        figures.append(args.out / f"{args.figure}{'_curves' if what == 'all' else ''}.png")
+        texts.append(curves_figure_and_table(runs, [m for m in models if any(k[0] == m for k in runs)], figures[-1]))
+    lam = [r for r in records if r["method"] == "lambda" and "weight_examples" in r["metrics"]]
+    if lam and what in ("lambda", "all"):
+        figures.append(args.out / f"{args.figure}{'_lambda' if what == 'all' else ''}.png")
+        lambda_figure(min(lam, key=lambda r: (r["metrics"]["finetune_steps"], r["seed"])), figures[-1])
+        texts.append(f"mean weight on the upright view: {mean_std([r['metrics']['upright_weight'] for r in lam], 2)}; "
+                     f"upright view weighted most: {mean_std([r['metrics']['upright_argmax_rate'] for r in lam], 2)} "
+                     f"(uniform would be 1/{len(lam[0]['metrics']['weight_examples']['weights'][0])})")
+    if not texts:
+        print(f"error: the {args.figure} runs found hold nothing for this figure", file=sys.stderr)
+        return 1
+    text = "\n\n".join(texts)
+    print(text)
+    (args.tables / f"{args.figure}.md").write_text(text + "\n")
+    for f in figures:
+        print(f"figure: {f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
