@@ -7,7 +7,7 @@ SEEDS ?= 0,1,2,3,4
 SET_SIZES ?= 2,4,8
 ARGS ?=            # extra overrides for every run, e.g. ARGS="hardware=cuda logger=none"
 
-.PHONY: setup run test table-d5 fig2 table2 table-scan-gru table-scan-rnn table-scan-finetune table-scan-g table-scan-lambda fig-scan-fewshot pretrain-cnn fig-cnn pretrain-clip fig7 fig4 fig8 fig5a fig11a fig12 fig-clip-offline table1 bench bench-scan clean-runs
+.PHONY: setup run test table-d5 fig2 table2 table-scan-gru table-scan-rnn table-scan-finetune table-scan-g table-scan-lambda fig-scan-fewshot pretrain-cnn fig-cnn pretrain-clip fig7 fig4 fig8 fig5a fig11a fig12 fig-clip-offline table1 bench bench-precision bench-scan clean-runs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -137,17 +137,21 @@ fig12: clip-check-cifar100
 	$(PY) run.py -m $(CLIP_REAL) task.dataset=cifar100 task.model=$(CLIP_MODELS) method=lambda task.transform=rot90 $(ARGS)
 	$(PY) scripts/fig_clip.py fig12
 
-## The same comparisons offline, with the stand-in on CIFAR-10: zero-shot under every transform,
-## finetuning curves under rot90 (CPU budget below), λ per view. Budget: OFFLINE_STEPS steps,
-## tested on OFFLINE_EVAL images per class.
+## The same comparisons offline, with the stand-in on CIFAR-10: zero-shot under every transform
+## (equitune and equizero are deterministic, one seed; λ trains, OFFLINE_SEEDS), finetuning curves
+## under rot90 (OFFLINE_STEPS steps at the stand-in's learning rates, OFFLINE_FINETUNE_SEEDS), λ per
+## view; OFFLINE_EVAL test images per class.
 OFFLINE_SEEDS ?= 0,1,2
-OFFLINE_STEPS ?= 600
+OFFLINE_FINETUNE_SEEDS ?= 0
+OFFLINE_STEPS ?= 300
 OFFLINE_EVAL ?= 200
+OFFLINE_LR ?= task.finetune.lr_by_method.vanilla=1e-3 task.finetune.lr_by_method.equitune=1e-3 task.finetune.lr_by_method.equizero=1e-3 task.finetune.lr_by_method.lambda=1e-3
 OFFLINE = task=clip task.weights=standin task.eval_per_class=$(OFFLINE_EVAL)
 fig-clip-offline: pretrain-clip
 	$(PY) run.py -m $(OFFLINE) method=vanilla task.transform=none,rot180,flip,rot90 $(ARGS)
-	$(PY) run.py -m $(OFFLINE) method=equitune,equizero,lambda task.transform=rot180,flip,rot90 seed=$(OFFLINE_SEEDS) $(ARGS)
-	$(PY) run.py -m $(OFFLINE) method=vanilla,equitune,equizero,lambda task.transform=rot90 task.finetune.steps=$(OFFLINE_STEPS) task.finetune.eval_every=200 $(OFFLINE_FINETUNE_LR) seed=$(OFFLINE_SEEDS) $(ARGS)
+	$(PY) run.py -m $(OFFLINE) method=equitune,equizero task.transform=rot180,flip,rot90 $(ARGS)
+	$(PY) run.py -m $(OFFLINE) method=lambda task.transform=rot180,flip,rot90 seed=$(OFFLINE_SEEDS) $(ARGS)
+	$(PY) run.py -m $(OFFLINE) method=vanilla,equitune,equizero,lambda task.transform=rot90 task.finetune.steps=$(OFFLINE_STEPS) task.finetune.eval_every=100 $(OFFLINE_LR) seed=$(OFFLINE_FINETUNE_SEEDS) $(ARGS)
 	$(PY) scripts/fig_clip.py offline --where task.eval_per_class=$(OFFLINE_EVAL)
 
 ## Paper Table 1: time and peak memory of a zero-shot pass, λ / equitune (random weights; CUDA when present).
@@ -155,9 +159,14 @@ BENCH_BATCHES ?= 3
 table1: setup
 	$(PY) scripts/bench_clip.py --batches $(BENCH_BATCHES)
 
-## Speed of the operator: batched |G| views vs a loop over views (prints a table).
+## Speed of the operator: batched |G| views vs a loop over views (prints a table), then each task's
+## training throughput in fp32 and mixed precision on this machine's device (bench-precision).
 bench: setup
 	$(PY) scripts/bench_operator.py
+	$(PY) scripts/bench_precision.py
+
+bench-precision: setup
+	$(PY) scripts/bench_precision.py
 
 ## SCAN training and decoding speed: mini-batches vs the paper's one example per step.
 bench-scan: setup

@@ -10,6 +10,8 @@ from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
+from . import distributed
+
 
 def checkpoint_path(cache_dir: Path, task: str, stem: str, settings: DictConfig | dict, seed: int, suffix: str) -> Path:
     """outputs/cache/<task>/<stem>-seed<n>-<hash of settings and seed><suffix>."""
@@ -18,8 +20,16 @@ def checkpoint_path(cache_dir: Path, task: str, stem: str, settings: DictConfig 
     return Path(cache_dir) / task / f"{stem}-seed{seed}-{key}{suffix}"
 
 
+def cached(path: Path) -> bool:
+    """Whether the checkpoint exists, as rank 0 sees it: under DDP all ranks load it, or all train."""
+    return distributed.from_main(path.exists())
+
+
 def save_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """write(tmp) beside path, then rename: a crash never leaves half a checkpoint under its name."""
+    """write(tmp) beside path, then rename: a crash never leaves half a checkpoint under its name.
+    Under DDP only rank 0 writes (the ranks hold the same weights)."""
+    if not distributed.is_main():
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:

@@ -10,6 +10,7 @@ import difflib
 import hashlib
 import itertools
 import json
+import warnings
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -21,7 +22,10 @@ from .errors import one_line
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = REPO_ROOT / "conf"
-GROUPS = sorted(d.name for d in CONF_DIR.iterdir() if d.is_dir())
+GROUPS = sorted(d.name for d in CONF_DIR.iterdir() if d.is_dir() and d.name != "hydra")  # hydra/: launchers
+LAUNCHERS = ["basic", *sorted(p.stem for p in (CONF_DIR / "hydra" / "launcher").glob("*.yaml"))]
+# our conf/hydra/launcher/submitit_*.yaml set values over the plugin's schema of the same name, as meant
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/submitit_\w+' is validated against ConfigStore schema")
 NOT_IN_RUN_KEY = ("hardware", "logger", "label", "paper", "paper_by_split", "force", "paths", "hydra")
 
 
@@ -30,8 +34,13 @@ def choices(group: str) -> list[str]:
 
 
 def run_key(cfg: DictConfig) -> str:
-    """Hash of everything that changes a run's numbers (not hardware, logging or labels)."""
+    """Hash of everything that changes a run's numbers (not logging or labels, nor hardware: the
+    device and the process count leave the numbers as they are up to rounding). Mixed precision
+    does not: bf16/fp16 runs get their own key, fp32 ones keep the key they always had."""
     content = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in NOT_IN_RUN_KEY}
+    precision = OmegaConf.select(cfg, "hardware.precision", default="fp32")
+    if precision != "fp32":
+        content["precision"] = precision
     return hashlib.sha1(json.dumps(content, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -53,6 +62,19 @@ def compose_config(overrides: list[str] = ()) -> DictConfig:
     """The composed run config (without Hydra's own node), as run.py would see it."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(config_name="config", overrides=list(overrides))
+
+
+def check_launcher(hydra_overrides: list[str]) -> str | None:
+    """The hydra.launcher keys of a hydra/launcher=<name> choice against schema.LAUNCHERS."""
+    name = next((o.split("=", 1)[1] for o in hydra_overrides if o.startswith("hydra/launcher=")), "basic")
+    if name == "basic":
+        return None
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            launcher = compose(config_name="config", overrides=hydra_overrides, return_hydra_config=True).hydra.launcher
+            return schema.check_launcher(OmegaConf.to_container(launcher, resolve=True), name)
+    except Exception as err:  # hydra's own error for an unknown key or a wrong type
+        return one_line(err)
 
 
 def _all_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
@@ -79,6 +101,8 @@ def check_cli(overrides: list[str]) -> str | None:
     key_overrides: list[tuple[str, str, list[str]]] = []  # (key element, key, values)
     for o in parsed:
         key = o.key_or_group
+        if key == "hydra/launcher" and o.get_value_element_as_str() not in LAUNCHERS:
+            return f"unknown hydra/launcher {o.get_value_element_as_str()!r}; choose one of: {', '.join(LAUNCHERS)}"
         if key.startswith("hydra"):
             continue
         values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
@@ -91,6 +115,9 @@ def check_cli(overrides: list[str]) -> str | None:
         else:
             key_overrides.append((o.get_key_element(), key, values))
 
+    problem = check_launcher([o for o in overrides if o.startswith("hydra")])
+    if problem:
+        return problem
     first = [f"{e}={vs[0]}" for e, _, vs in key_overrides]
     later = [first[:i] + [f"{e}={v}"] + first[i + 1:] for i, (e, _, vs) in enumerate(key_overrides) for v in vs[1:]]
     combos = list(itertools.product(*[[(g, v) for v in vs] for g, vs in group_values.items()]))[:64]

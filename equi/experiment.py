@@ -3,10 +3,12 @@ when it fails. run.py calls ``hydra_entry``."""
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 import time
 import traceback
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,12 +20,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from . import schema, tasks
+from . import distributed, hardware, schema, tasks
 from .config import CONF_DIR, run_key
 from .errors import ConfigError, UserError, one_line
-from .hardware import device_for
 from .logger import NullLogger, create_logger
-from .results import RESULTS, finished, git_commit, package_versions, write_json_atomic
+from .results import RESULTS, claim, finished, git_commit, package_versions, write_json_atomic
 
 ERROR = "error.json"  # a failed run's record, in its run dir instead of results.json
 
@@ -61,25 +62,65 @@ def finished_record(cfg: DictConfig, run_dir: Path) -> dict | None:
 
 
 def execute(cfg: DictConfig, run_dir: str | Path) -> dict:
-    """Run one experiment into run_dir, or return the stored record if it already finished.
-    A config value that the schema refuses stops here, before any work."""
+    """Run one experiment into run_dir, or return the stored record if it already finished."""
+    return execute_with_status(cfg, run_dir)[1]
+
+
+def execute_with_status(cfg: DictConfig, run_dir: str | Path) -> tuple[str, dict]:
+    """("finished" or "skipped", the record). A config value that the schema refuses stops here,
+    before any work. The run dir is claimed (results.claim) for the whole run, so a concurrent run
+    of the same key waits and then skips; with hardware.nproc > 1 the ranks are started here."""
     problem = schema.check(cfg)
     if problem:
         raise ConfigError(problem)
     run_dir = Path(run_dir)
-    device = device_for(cfg.hardware)
-    key = run_key(cfg)
-    done = finished_record(cfg, run_dir)
-    if done:
-        if cfg.paper is not None and (done["label"], done["paper"]) != (cfg.label, cfg.paper):
-            # the same numbers now stand in a paper table's row; plain sweeps never relabel
-            done = {**done, "label": cfg.label, "paper": cfg.paper}
+    started = distributed.started_ranks()  # > 1: this process is one rank (torchrun, SLURM tasks)
+    with claim(run_dir) if started == 1 or os.environ["RANK"] == "0" else nullcontext():
+        done = finished_record(cfg, run_dir)
+        if started == 1 and not done and hardware.nproc(cfg.hardware) > 1:
+            returned = distributed.spawn(hardware.nproc(cfg.hardware), run_dir / "ranks", rank_main,
+                                         OmegaConf.to_container(cfg, resolve=True), str(run_dir))
+            if isinstance(returned[0], str):
+                raise UserError(returned[0])
+            return "finished", returned[0]
+        return run_here(cfg, run_dir, done)
+
+
+def rank_main(config: dict, run_dir: str) -> dict | str:
+    """One rank of a run that execute started: its record, or a UserError's message (re-raised
+    by execute, so it stays one line)."""
+    try:
+        return run_here(OmegaConf.create(config), Path(run_dir), None)[1]
+    except UserError as err:
+        return str(err)
+
+
+def run_here(cfg: DictConfig, run_dir: Path, done: dict | None) -> tuple[str, dict]:
+    """The run in this process (one rank of several, or the only one); rank 0 writes."""
+    device = hardware.configure(cfg.hardware)
+    try:
+        done = distributed.from_main(done)  # every rank skips, or none
+        return ("skipped", skip_to(done, cfg, run_dir)) if done else ("finished", run_task(cfg, run_dir, device))
+    finally:
+        distributed.leave()
+
+
+def skip_to(done: dict, cfg: DictConfig, run_dir: Path) -> dict:
+    if cfg.paper is not None and (done["label"], done["paper"]) != (cfg.label, cfg.paper):
+        # the same numbers now stand in a paper table's row; plain sweeps never relabel
+        done = {**done, "label": cfg.label, "paper": cfg.paper}
+        if distributed.is_main():
             write_json_atomic(run_dir / RESULTS, done)
+    if distributed.is_main():
         print(f"skip: finished run in {run_dir} (force=true reruns it)")
-        return done
+    return done
+
+
+def run_task(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict:
     run_cfg = effective_config(cfg)
     config = OmegaConf.to_container(run_cfg, resolve=True)
     seed_everything(cfg.seed)
+    main = distributed.is_main()
     ctx = RunContext(
         device=device,
         logger=NullLogger(),
@@ -87,12 +128,13 @@ def execute(cfg: DictConfig, run_dir: str | Path) -> dict:
         cache_dir=Path(cfg.paths.outputs) / "cache",
         data_dir=Path(cfg.paths.data),
     )
-    ctx.logger = create_logger(cfg.logger, run_dir, config, name=run_dir.name)
+    if main:
+        ctx.logger = create_logger(cfg.logger, run_dir, config, name=run_dir.name)
     start = time.perf_counter()
     metrics = tasks.runner(cfg.task.name)(run_cfg, ctx)
     wall = time.perf_counter() - start
     record = {
-        "run_key": key,
+        "run_key": run_key(cfg),
         "task": cfg.task.name,
         "method": cfg.method.name,
         "label": cfg.label,
@@ -100,14 +142,16 @@ def execute(cfg: DictConfig, run_dir: str | Path) -> dict:
         "seed": cfg.seed,
         "metrics": metrics,
         "wall_time_s": round(wall, 2),
+        "processes": distributed.world_size(),
         "git_commit": git_commit(),
         "packages": package_versions(),
         "config": config,
     }
-    write_json_atomic(run_dir / RESULTS, record)
-    ctx.logger.summary({**metrics, "wall_time_s": wall})
-    ctx.logger.finish()
-    print_summary(record, run_dir)
+    if main:
+        write_json_atomic(run_dir / RESULTS, record)
+        ctx.logger.summary({**metrics, "wall_time_s": wall})
+        ctx.logger.finish()
+        print_summary(record, run_dir)
     return record
 
 
@@ -151,9 +195,8 @@ def hydra_entry(cfg: DictConfig) -> dict:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN
-    status = "skipped" if finished_record(cfg, run_dir) else "finished"
     try:
-        execute(cfg, run_dir)
+        status, _ = execute_with_status(cfg, run_dir)
     except Exception as err:
         record_failure(run_dir, cfg, err, list(hydra_cfg.overrides.task))
         if not sweeping and not isinstance(err, UserError):

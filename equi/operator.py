@@ -74,3 +74,13 @@ class EquivariantWrapper(nn.Module):
     def forward(self, x: torch.Tensor, return_weights: bool = False):
         out, weights = self.aggregate(*self.views(x))
         return (out, weights) if return_weights else out
+
+
+def outputs_collecting_weights(net: nn.Module, x: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
+    """net(x); when net is the operator, its weights per view (|G|, B) are appended to `weights`
+    (on the CPU, as float), for evaluations that report them."""
+    if not isinstance(net, EquivariantWrapper):
+        return net(x)
+    out, w = net(x, return_weights=True)
+    weights.append(w.float().cpu())
+    return out

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from .config import REPO_ROOT
 PACKAGES = ("torch", "torchvision", "hydra-core", "omegaconf", "open_clip_torch", "stable-baselines3",
             "gymnasium", "transformers", "wandb", "numpy")
 RESULTS = "results.json"
+LOCK = ".lock"  # held (flock) by the process running a run dir
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
@@ -41,6 +44,26 @@ def finished(run_dir: Path, key: str) -> dict | None:
     except json.JSONDecodeError:
         return None
     return record if record.get("run_key") == key else None
+
+
+@contextmanager
+def claim(run_dir: Path):
+    """Hold run_dir/.lock while this process runs it. A second run of the same key waits here, then
+    finds results.json and skips; the OS drops the lock when its holder dies, so a killed run
+    never blocks the next one."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            print(f"wait: {run_dir.name} is being run by process {lock.read().strip() or '?'}; "
+                  "waiting for it to finish", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.truncate(0)
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        yield
 
 
 def git_commit() -> str | None:

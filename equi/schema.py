@@ -4,7 +4,8 @@ One table of rules per choice of each config group (``TASKS``, ``METHODS``, ``HA
 ``LOGGERS``) and one for the run itself (``RUN``). Keys are dotted paths inside the group; ``*``
 stands for one level (a model's or an environment's own block), and the keys of a task's
 ``fast:`` block follow the task's own rules. ``check`` is run by ``equi.config.check_cli`` on
-the command line and by ``equi.experiment.execute`` on the composed config.
+the command line and by ``equi.experiment.execute`` on the composed config. ``LAUNCHERS`` holds
+the keys of our Hydra launcher configs (conf/hydra/launcher/), checked by ``check_launcher``.
 
 A new task adds ``TASKS["<name>"] = {key: rule, …}``; until then its keys are not checked, and
 tests/test_errors.py fails naming each key that lacks a rule.
@@ -155,15 +156,30 @@ class Pattern(Rule):
 @dataclass(frozen=True)
 class ListOf(Rule):
     item: Rule
+    nullable: bool = False
 
     def allows(self, value, cfg):
-        return isinstance(value, list) and all(self.item.allows(v, cfg) for v in value)
+        return (value is None and self.nullable) or (
+            isinstance(value, list) and all(self.item.allows(v, cfg) for v in value))
 
     def describe(self, cfg):
-        return f"a list, each {self.item.describe(cfg)}"
+        return f"a list, each {self.item.describe(cfg)}" + (", or null" if self.nullable else "")
 
     def bad_values(self, cfg):
         return ["x"] + [[bad] for bad in self.item.bad_values(cfg) if bad is not None]
+
+
+class Options(Rule):
+    """A block of free key: value options passed through as they are (e.g. extra sbatch flags)."""
+
+    def allows(self, value, cfg):
+        return isinstance(value, dict)
+
+    def describe(self, cfg):
+        return "a block of key: value options"
+
+    def bad_values(self, cfg):
+        return ["x"]
 
 
 @dataclass(frozen=True)
@@ -287,8 +303,14 @@ TASKS: dict[str, dict[str, Rule]] = {
     },
 }
 
+def precisions(cfg: DictConfig) -> tuple[str, ...]:
+    """Mixed precision on GPUs only: CPU runs stay fp32 and bit-reproducible."""
+    return ("bf16", "fp16", "fp32") if str(cfg.hardware.device).startswith("cuda") else ("fp32",)
+
+
 DEVICE = {"device": Pattern(r"cpu|cuda(:\d+)?", "cpu, cuda or cuda:<index>"), "threads": SIZE_OR_NULL,
-          "data_parallel": FLAG}
+          "nproc": SIZE_OR_NULL,  # DDP processes; null: one per visible GPU
+          "precision": Choice(precisions)}
 HARDWARE = dict.fromkeys(("cpu", "cuda", "multigpu"), DEVICE)
 LOGGERS = {
     "none": {},
@@ -299,6 +321,19 @@ RUN = {"seed": SEED, "fast": FLAG, "force": FLAG, "label": TEXT, "paper": Text(n
        "paper_by_split": Text(nullable=True), "paper_by_split.*": Text(nullable=True),
        "paths.outputs": TEXT, "paths.data": TEXT}
 GROUPS = {"task": TASKS, "method": METHODS, "hardware": HARDWARE, "logger": LOGGERS}
+
+OPTIONAL_SIZE = Number(low=1, integer=True, nullable=True)
+SUBMITIT = {"_target_": TEXT, "submitit_folder": TEXT, "name": TEXT, "timeout_min": SIZE, "nodes": SIZE,
+            "tasks_per_node": SIZE, "gpus_per_node": Number(low=0, integer=True, nullable=True),
+            "cpus_per_task": OPTIONAL_SIZE, "mem_gb": OPTIONAL_SIZE, "stderr_to_stdout": FLAG}
+LAUNCHERS = {  # hydra/launcher=<name>: keys under hydra.launcher (checked by equi.config.check_cli)
+    "submitit_local": SUBMITIT,
+    "submitit_slurm": {**SUBMITIT, **dict.fromkeys(("partition", "qos", "comment", "constraint", "exclude", "gres",
+                                                     "account", "mem_per_gpu", "mem_per_cpu"), Text(nullable=True)),
+                       "cpus_per_gpu": OPTIONAL_SIZE, "gpus_per_task": OPTIONAL_SIZE, "signal_delay_s": COUNT,
+                       "max_num_timeout": COUNT, "array_parallelism": SIZE, "additional_parameters": Options(),
+                       "additional_parameters.*": TEXT, "setup": ListOf(TEXT, nullable=True)},
+}
 
 
 def group_rules(cfg: DictConfig, group: str) -> dict[str, Rule] | None:
@@ -361,6 +396,19 @@ def check(cfg: DictConfig) -> str | None:
                 return f"{prefix}{key} is missing; it must be {rule.describe(cfg)}"
     if cfg.method.name not in cfg.task.methods:
         return f"task {cfg.task.name!r} does not support method {cfg.method.name!r}; supported: {', '.join(cfg.task.methods)}"
+    return None
+
+
+def check_launcher(launcher: dict, name: str) -> str | None:
+    """One line naming the first hydra.launcher key that is unknown or not allowed, else None."""
+    rules = LAUNCHERS.get(name, {})
+    for key, value in leaves(launcher):
+        rule = rules.get(key) or rules.get(key.rsplit(".", 1)[0] + ".*")
+        if rule is None:
+            return f"unknown config key 'hydra.launcher.{key}' for hydra/launcher={name}"
+        problem = rule.problem(f"hydra.launcher.{key}", value, OmegaConf.create())
+        if problem:
+            return problem
     return None
 
 

@@ -21,14 +21,17 @@ from equi.errors import UserError  # noqa: E402
 from equi.models.clip import cached_weights, where_weights_go  # noqa: E402
 
 
-def problems(models: list[str], tag: str, dataset: str, data_root: str | None, data_dir: Path, download: bool) -> list[str]:
+def problems(models: list[str], tag: str, dataset: str, data_root: str | None, data_dir: Path,
+             download: bool) -> list[tuple[str, str]]:
+    """(short name, the full reason) of each missing asset."""
     found = []
     for model in models:
         if not download and cached_weights(model, tag) is None:
-            found.append(f"CLIP weights {model}/{tag} are not cached (put them at {where_weights_go(model, tag)})")
+            found.append((f"{model}/{tag} weights",
+                          f"CLIP weights {model}/{tag} are not cached (put them at {where_weights_go(model, tag)})"))
     missing = imagesets.missing(dataset, imagesets.root_for(dataset, data_root, data_dir))
     if missing and not (download and dataset == "cifar100"):
-        found.append(missing)
+        found.append((dataset, missing))
     return found
 
 
@@ -39,15 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="the target's ARGS (task.download=true, paths.data=…)")
     args = parser.parse_args(argv)
     try:
-        task = compose_config(["task=clip", *[o for o in args.overrides if not o.startswith(("hardware", "logger"))]]).task
-        found = problems(args.models.split(","), task.pretrained, args.dataset, task.data_root,
-                         Path(compose_config(args.overrides).paths.data), task.download)
+        cfg = compose_config(["task=clip", *args.overrides])
+        found = problems(args.models.split(","), cfg.task.pretrained, args.dataset, cfg.task.data_root,
+                         Path(cfg.paths.data), cfg.task.download)
     except UserError as err:
-        found = [str(err)]
+        found = [("", str(err))]
     if found:
-        more = f" (and {len(found) - 1} more: {'; '.join(found[1:])})" if len(found) > 1 else ""
-        print(f"error: {found[0]}{more}; set task.download=true where a network exists; see `python run.py assets`",
-              file=sys.stderr)
+        also = f"; also missing: {', '.join(name for name, _ in found[1:])}" if len(found) > 1 else ""
+        print(f"error: {found[0][1]}{also}; task.download=true fetches them where a network exists; "
+              "see `python run.py assets`", file=sys.stderr)
         return 2
     return 0
 

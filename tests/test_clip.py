@@ -19,6 +19,9 @@ from equi.tasks import clip as cliptask
 
 from .conftest import REPO
 
+sys.path.insert(0, str(REPO / "scripts"))
+import fig_clip  # noqa: E402
+
 TEXT = {"context_length": 12, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1}
 TINY = {
     "resnet": {"embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 8}, "text_cfg": TEXT},
@@ -187,6 +190,12 @@ def test_fast_runs_of_every_method_share_the_stand_in_and_its_head(shared_data, 
     assert {r["test_images"] for r in results.values()} == {40}
     assert results["lambda"]["logit_scale"] == 1.0 and 0 <= results["lambda"]["upright_weight"] <= 1
     assert len(results["lambda"]["weight_examples"]["weights"][0]) == 4
+    figures = tmp_path / "figures"
+    assert fig_clip.main(["offline", "--runs", str(tmp_path / "outputs" / "runs"), "--include-fast",
+                          "--out", str(figures), "--tables", str(figures)]) == 0
+    assert sorted(p.name for p in figures.iterdir()) == ["offline.md", "offline.png", "offline_lambda.png"]
+    table = (figures / "offline.md").read_text()
+    assert "| standin | rot90 | equizero |" in table and "standin, rot90: vanilla drops:" in table
 
 
 def test_fast_finetuning_moves_the_image_tower_and_records_the_curve(shared_data):

@@ -67,7 +67,9 @@ def test_good_overrides_and_sweeps_pass():
 
 def test_run_key_ignores_hardware_and_logger_but_not_settings():
     base = run_key(compose_config())
-    assert run_key(compose_config(["logger=none", "hardware=cuda"])) == base
+    assert run_key(compose_config(["logger=none", "hardware=cuda", "hardware.precision=fp32"])) == base
+    assert run_key(compose_config(["hardware=multigpu", "hardware.nproc=4", "hardware.precision=fp32"])) == base
+    assert run_key(compose_config(["hardware=cuda"])) != base  # bf16 changes the numbers
     assert run_key(compose_config(["seed=1"])) != base
     assert run_key(compose_config(["method.extra_rotations=2"])) != base
 

@@ -10,10 +10,11 @@ import subprocess
 import sys
 
 import pytest
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from equi import assets, schema
-from equi.config import check_cli, choices, compose_config
+from equi.config import CONF_DIR, LAUNCHERS, check_cli, choices, compose_config
 from equi.data.scan import SPLITS
 from equi.errors import ConfigError, MissingAssetError, UserError
 from equi.experiment import ERROR, execute
@@ -85,6 +86,18 @@ def test_every_bad_value_of_every_leaf_is_one_line_naming_key_and_value(capsys):
     assert len(fed) >= 190 and cases >= 600
 
 
+@pytest.mark.parametrize("launcher", [name for name in LAUNCHERS if name != "basic"])
+def test_every_launcher_key_has_a_rule_and_bad_values_are_one_line(launcher):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", [f"hydra/launcher={launcher}"], return_hydra_config=True)
+    plain = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert schema.check_launcher(plain, launcher) is None  # names any hydra.launcher key without a rule
+    for key, _ in schema.leaves(plain):
+        for bad in schema.LAUNCHERS[launcher][key].bad_values(OmegaConf.create()):
+            problem = schema.check_launcher({**plain, key: bad}, launcher)
+            assert problem and "\n" not in problem and f"hydra.launcher.{key}" in problem and repr(bad) in problem
+
+
 @pytest.mark.parametrize("overrides,message", [
     (["task.epochs=-1"], "task.epochs must be an integer ≥ 1, got -1"),
     (["task.fast.epochs=0"], "task.fast.epochs must be an integer ≥ 1, got 0"),
@@ -97,6 +110,11 @@ def test_every_bad_value_of_every_leaf_is_one_line_naming_key_and_value(capsys):
     (["task=cnn", "method=equizero", "method.proxy=seq_neg_max_prob"], "unknown method.proxy 'seq_neg_max_prob'"),
     (["task=scan", "task.groups.add_jump.commands=[[jump,fly]]"], "task.groups.add_jump.commands must be a list, each a list"),
     (["hardware.device=tpu"], "hardware.device must be cpu, cuda or cuda:<index>, got 'tpu'"),
+    (["hardware.precision=bf16"], "unknown hardware.precision 'bf16'; choose one of: fp32"),  # CPU runs stay fp32
+    (["hardware=multigpu", "hardware.nproc=0"], "hardware.nproc must be an integer ≥ 1 or null, got 0"),
+    (["hydra/launcher=slurm"], "unknown hydra/launcher 'slurm'; choose one of: basic, submitit_local, submitit_slurm"),
+    (["hydra/launcher=submitit_slurm", "hydra.launcher.gpus_per_node=0"],
+     "hydra.launcher.tasks_per_node must be an integer ≥ 1, got 0"),
     (["logger.mode=onlin"], "unknown logger.mode 'onlin'; choose one of: online, offline, disabled"),
     (["seed=0,1,-2"], "seed must be an integer in [0, 4294967295], got -2"),  # every sweep value is checked
     (["~task.epochs"], "task.epochs is missing; it must be an integer ≥ 1"),

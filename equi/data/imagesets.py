@@ -73,7 +73,10 @@ def load(dataset: str, root: Path, split: str, per_class: int | None, size: int,
     if dataset == "imagenetv2" and split == "train":
         raise ConfigError("ImageNet-V2 has no training split; finetune on task.dataset=cifar100 (as the paper does)")
     if dataset == "cifar100" and download:
-        datasets.CIFAR100(root, train=split == "train", download=True)
+        try:
+            datasets.CIFAR100(root, train=split == "train", download=True)
+        except OSError as err:  # URLError and friends: no network
+            raise MissingAssetError(f"CIFAR-100 could not be downloaded into {root} ({err})") from None
     problem = missing(dataset, root)
     if problem:
         raise MissingAssetError(problem)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from torch import nn
 
 from ..cache import save_atomically
 from ..data.prompts import template_texts
-from ..errors import ConfigError, MissingAssetError
+from ..errors import ConfigError, MissingAssetError, one_line
 
 MODELS = ("RN50", "RN101", "ViT-B-32", "ViT-B-16")  # the paper's four backbones (open_clip's names)
 
@@ -78,7 +79,14 @@ def load_pretrained(name: str, tag: str, checkpoint: str | None, download: bool)
             f"CLIP weights {name}/{tag} are not cached: put them at {where_weights_go(name, tag)}, "
             f"or set task.checkpoint=/path/to/file, or task.download=true where a network exists"
         )
-    return open_clip.create_model(name, pretrained=tag), f"{name}/{tag} (downloaded)"
+    logging.disable(logging.ERROR)  # open_clip also logs a failed download; our one line says it
+    try:
+        return open_clip.create_model(name, pretrained=tag), f"{name}/{tag} (downloaded)"
+    except RuntimeError as err:  # open_clip's wording for a failed download
+        raise MissingAssetError(f"CLIP weights {name}/{tag} could not be downloaded ({one_line(err)}); put them at "
+                                f"{where_weights_go(name, tag)} or set task.checkpoint=/path/to/file") from None
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def random_clip(name: str) -> nn.Module:

@@ -18,8 +18,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .. import methods
-from ..cache import checkpoint_path, save_atomically
+from .. import distributed, hardware, methods
+from ..cache import cached, checkpoint_path, save_atomically
 from ..data import cifar, imagesets
 from ..data.prompts import CIFAR10_CLASSES, CIFAR_TEMPLATES, PROMPTS
 from ..errors import ConfigError, MissingAssetError
@@ -28,7 +28,7 @@ from ..groups import FiniteGroup, image
 from ..models import clip_standin
 from ..models.clip import (ImageEncoder, Preprocess, ZeroShotHead, cached_weights, load_pretrained, preprocess_cfg,
                            random_clip, standin_clip, zero_shot_weights)
-from ..operator import EquivariantWrapper
+from ..operator import EquivariantWrapper, outputs_collecting_weights
 from ..weighting import Featurized
 
 @torch.no_grad()
@@ -36,17 +36,16 @@ def accuracy(net: nn.Module, loader: DataLoader, elements: torch.Tensor, transfo
              prepare: nn.Module, device: torch.device, desc: str) -> tuple[float, torch.Tensor | None]:
     """Top-1 (%) with test image i transformed by elements[i], and the operator's weights (|G|, N) if any."""
     net.eval()
-    correct, seen, weights = 0, 0, []
+    loader, first = distributed.shard_loader(loader)  # under DDP: this rank's batches
+    correct, seen, weights = 0, first, []
     for x, y in tqdm(loader, desc=desc, unit="batch", leave=False):
-        x = transform.act_each(elements[seen : seen + len(x)], prepare(x.to(device)))
-        if isinstance(net, EquivariantWrapper):
-            out, w = net(x, return_weights=True)
-            weights.append(w.cpu())
-        else:
-            out = net(x)
+        x = transform.act_each(elements[seen : seen + len(x)], prepare(hardware.to_device(x, device)))
+        with hardware.autocast():
+            out = outputs_collecting_weights(net, x, weights)
         correct += int((out.argmax(-1).cpu() == y).sum())
         seen += len(x)
-    return 100.0 * correct / seen, torch.cat(weights, 1) if weights else None
+    correct, seen = distributed.sum_over_ranks(correct, seen - first)
+    return 100.0 * correct / seen, distributed.gather(torch.cat(weights, 1) if weights else None, dim=1)
 
 
 def draw_elements(n: int, order: int, per: str, batch: int, generator: torch.Generator) -> torch.Tensor:
@@ -70,15 +69,18 @@ def train_steps(net: nn.Module, params: list[nn.Parameter], batches, steps: int,
     if steps == 0:
         return
     opt = torch.optim.SGD(params, lr=lr, momentum=0.9)
+    train_net = distributed.wrap_ddp(net)  # under DDP: same batches on every rank, each trains on its part
     progress = tqdm(range(1, steps + 1), desc=desc, unit="step")
     for step in progress:
         x, y = next(batches)
         elements = draw_elements(len(x), transform.order, task.transform_per, len(x), generator)
-        x = transform.act_each(elements, prepare(x.to(device)))
-        loss = loss_of(net(x), y.to(device), probabilities)
+        x, y, elements = distributed.my_part(x), distributed.my_part(y), distributed.my_part(elements)
+        x = transform.act_each(elements, prepare(hardware.to_device(x, device)))
+        with hardware.autocast():
+            out = train_net(x)
+        loss = loss_of(out.float(), y.to(device), probabilities)
         opt.zero_grad()
-        loss.backward()
-        opt.step()
+        hardware.backward_step(loss, opt)
         if step % 20 == 0:
             progress.set_postfix(loss=f"{loss.item():.4f}")
         after_step(step)
@@ -89,7 +91,7 @@ def standin(task: DictConfig, ctx: RunContext) -> tuple[nn.Module, str, str]:
     settings = task.standin
     path = checkpoint_path(ctx.cache_dir, "clip", "standin", settings, settings.seed, ".pt")
     model = standin_clip(OmegaConf.to_container(settings.model, resolve=True)).to(ctx.device)
-    if path.exists():
+    if cached(path):
         stored = torch.load(path, map_location=ctx.device)
         model.load_state_dict(stored["state_dict"])
         return model.eval(), f"standin (cache; upright CIFAR-10 zero-shot {stored['upright_accuracy']:.1f}%)", path.name
@@ -177,6 +179,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
     if problem and not (task.download and task.dataset == "cifar100"):
         raise MissingAssetError(problem)  # before any weights are loaded or trained
 
+    hardware.fixed_input_shapes()
     start = time.perf_counter()
     model, source, weights_id = load_clip(task, ctx)
     load_s = time.perf_counter() - start
@@ -197,16 +200,15 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
     test_elements = draw_elements(len(test), transform.order, task.transform_per, task.eval_batch,
                                   torch.Generator().manual_seed(task.transform_seed))  # the same for every method and seed
     generator = torch.Generator().manual_seed(cfg.seed)
-    desc = f"{task.model if 'standin' not in source else 'standin'} {method.name} seed {cfg.seed}"
-    training = task.finetune.steps > 0 or method.name == "lambda"
-    if training:
+    name = "standin" if source.startswith("standin") else task.model
+    desc = f"{name} {method.name} seed {cfg.seed}"
+    if task.finetune.steps > 0 or method.name == "lambda":
         train = imagesets.load(task.dataset, root, "train", task.train_per_class, size, task.download, ctx.cache_dir)
-        batches = cycle_shuffled(train, task.finetune.batch_size, generator)
     if method.name == "lambda":  # paper D.4: train λ with CLIP frozen, then freeze λ
         stage = task.lambda_stage
-        lambda_batches = cycle_shuffled(train, stage.batch_size, generator)
-        train_steps(net, list(net.weighting.parameters()), lambda_batches, stage.steps, stage.lr, transform, task,
-                    prepare, probabilities, generator, ctx.device, f"{desc}: λ-network")
+        train_steps(net, list(net.weighting.parameters()), cycle_shuffled(train, stage.batch_size, generator),
+                    stage.steps, stage.lr, transform, task, prepare, probabilities, generator, ctx.device,
+                    f"{desc}: λ-network")
         net.weighting.requires_grad_(False)
 
     curve: dict[int, float] = {}
@@ -224,14 +226,14 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
         if method.name == "lambda" and method.lambda_features == "frozen":
             net = with_frozen_lambda_features(net, class_embeddings.shape[0]).to(ctx.device)
         encoder.requires_grad_(True)
-        lr = task.finetune.lr_by_method[method.name]
-        train_steps(net, list(encoder.parameters()), batches, task.finetune.steps, lr, transform, task, prepare,
+        train_steps(net, list(encoder.parameters()), cycle_shuffled(train, task.finetune.batch_size, generator),
+                    task.finetune.steps, task.finetune.lr_by_method[method.name], transform, task, prepare,
                     probabilities, generator, ctx.device, f"{desc}: finetune", after_step=record)
     metrics = {
         "zero_shot_accuracy": curve[0],
         "test_accuracy": curve[max(curve)],
         "curve": {str(k): v for k, v in curve.items()},
-        "model": task.model if "standin" not in source else "standin",
+        "model": name,
         "weights": source,
         "dataset": task.dataset,
         "transform": task.transform,

@@ -17,14 +17,14 @@ from omegaconf import DictConfig
 from torch import nn
 from tqdm import tqdm
 
-from .. import methods
-from ..cache import checkpoint_path, save_atomically
+from .. import distributed, hardware, methods
+from ..cache import cached, checkpoint_path, save_atomically
 from ..data import cifar
 from ..errors import MissingAssetError, blame_user
 from ..experiment import RunContext
 from ..groups import image
 from ..models.cnn import Classifier, cifar_model, imagenet_model, imagenet_state_dict
-from ..operator import EquivariantWrapper
+from ..operator import outputs_collecting_weights
 
 
 def fit(net: nn.Module, params: list[nn.Parameter], images: torch.Tensor, labels: torch.Tensor,
@@ -32,9 +32,11 @@ def fit(net: nn.Module, params: list[nn.Parameter], images: torch.Tensor, labels
         after_epoch: Callable[[int], None] = lambda epoch: None) -> None:
     """SGD (or Adam) on cross-entropy of logits over mini-batches of cropped, mirrored images,
     gradients clipped at norm 5; with `rotated`, each image is turned by a quarter-turn count
-    re-drawn every epoch. An epoch is `examples_per_epoch` images drawn without replacement (null: all)."""
+    re-drawn every epoch. An epoch is `examples_per_epoch` images drawn without replacement (null: all).
+    Under DDP every rank draws the same batches and trains on its part of each."""
     if settings.epochs == 0:
         return
+    train_net = distributed.wrap_ddp(net)
     per_epoch = min(settings.examples_per_epoch or len(images), len(images))
     steps = settings.epochs * -(-per_epoch // settings.batch_size)
     if settings.optimizer == "adam":
@@ -55,12 +57,12 @@ def fit(net: nn.Module, params: list[nn.Parameter], images: torch.Tensor, labels
             x = cifar.augment(images[idx], generator)
             if rotated:
                 x = cifar.rotate(x, turns[i : i + settings.batch_size])
-            logits = net(cifar.normalize(x.to(device)))
-            loss = nn.functional.cross_entropy(logits, labels[idx].to(device), label_smoothing=settings.label_smoothing)
+            with hardware.autocast():
+                logits = train_net(cifar.normalize(hardware.to_device(distributed.my_part(x), device)))
+                loss = nn.functional.cross_entropy(logits, hardware.to_device(distributed.my_part(labels[idx]), device),
+                                                   label_smoothing=settings.label_smoothing)
             opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(params, 5.0)
-            opt.step()
+            hardware.backward_step(loss, opt, params, clip=5.0)
             if schedule is not None:
                 schedule.step()
             if i % (20 * settings.batch_size) == 0:
@@ -72,18 +74,18 @@ def fit(net: nn.Module, params: list[nn.Parameter], images: torch.Tensor, labels
 def evaluate(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int, device,
              desc: str) -> tuple[float, torch.Tensor | None]:
     """Accuracy (%) on normalised `images`, and the operator's weights per view (|G|, N) if any.
-    The operator runs the |G| rotated copies of a batch in one forward pass."""
+    The operator runs the |G| rotated copies of a batch in one forward pass. Under DDP each rank
+    evaluates its share of the batches; the counts and weights are put together."""
     net.eval()
     correct, weights = 0, []
-    for i in tqdm(range(0, len(images), batch), desc=desc, unit="batch", leave=False):
-        x = images[i : i + batch].to(device)
-        if isinstance(net, EquivariantWrapper):
-            logits, w = net(x, return_weights=True)
-            weights.append(w.cpu())
-        else:
-            logits = net(x)
+    for i in tqdm(distributed.shard(len(images), batch)[::batch], desc=desc, unit="batch", leave=False):
+        x = hardware.to_device(images[i : i + batch], device)
+        with hardware.autocast():
+            logits = outputs_collecting_weights(net, x, weights)
         correct += int((logits.argmax(-1).cpu() == labels[i : i + batch]).sum())
-    return 100.0 * correct / len(images), torch.cat(weights, 1) if weights else None
+    correct, seen = distributed.sum_over_ranks(correct, len(distributed.shard(len(images), batch)))
+    weights = distributed.gather(torch.cat(weights, 1) if weights else None, dim=1)
+    return 100.0 * correct / seen, weights
 
 
 def load(task: DictConfig, ctx: RunContext, split: str, per_class: int | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,7 +100,7 @@ def trained_on_upright(model: Classifier, stem: str, settings: DictConfig, task:
     """`model` trained on upright CIFAR-10 with `settings`, cached under outputs/cache/cnn."""
     path = checkpoint_path(ctx.cache_dir, "cnn", stem, settings, settings.seed, ".pt")
     model = model.to(ctx.device)
-    if path.exists():
+    if cached(path):
         model.load_state_dict(torch.load(path, map_location=ctx.device)["state_dict"])
         return model.eval(), "cache"
     images, labels = load(task, ctx, "train", settings.per_class)
@@ -152,6 +154,7 @@ def upright_share(weights: torch.Tensor, turns: torch.Tensor) -> tuple[float, fl
 
 def run(cfg: DictConfig, ctx: RunContext) -> dict:
     task, method = cfg.task, cfg.method
+    hardware.fixed_input_shapes()
     start = time.perf_counter()
     model, source = pretrained(task, ctx)
     pretrain_s = time.perf_counter() - start

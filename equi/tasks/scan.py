@@ -13,8 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm import tqdm
 
-from .. import methods
-from ..cache import checkpoint_path, save_atomically
+from .. import distributed, hardware, methods
+from ..cache import cached, checkpoint_path, save_atomically
 from ..data import scan as data
 from ..errors import ConfigError, blame_user
 from ..experiment import RunContext
@@ -45,7 +45,8 @@ def new_model(task: DictConfig) -> Seq2Seq:
 
 def optimise(model: nn.Module, batch_loss, size: int, settings: DictConfig, seed: int, desc: str) -> None:
     """Adam on `model`'s parameters with gradient clipping over random mini-batches until
-    `examples` examples are seen; the learning rate follows `schedule` (constant, or cosine)."""
+    `examples` examples are seen; the learning rate follows `schedule` (constant, or cosine).
+    Under DDP every rank draws the same batches and computes the loss on its part of each."""
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
     steps = -(-settings.examples // settings.batch_size)
@@ -53,11 +54,11 @@ def optimise(model: nn.Module, batch_loss, size: int, settings: DictConfig, seed
     model.train()
     progress = tqdm(range(steps), desc=desc, unit="batch")
     for step in progress:
-        loss = batch_loss(torch.randint(size, (settings.batch_size,), generator=gen), gen)
+        idx = torch.randint(size, (settings.batch_size,), generator=gen)
+        with hardware.autocast():
+            loss = batch_loss(distributed.my_part(idx), gen)
         opt.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), settings.clip)
-        opt.step()
+        hardware.backward_step(loss, opt, model.parameters(), clip=settings.clip)
         if decay is not None:
             decay.step()
         if step % 50 == 0:
@@ -70,12 +71,13 @@ def pretrain(model: Seq2Seq, train: data.Pairs, settings: DictConfig, seed: int,
     model's own predictions; cross-entropy on logits, padding ignored."""
     src, tgt = (t.to(device) for t in train.tensors())
     loss_fn = nn.CrossEntropyLoss(ignore_index=data.PAD_ID)
+    train_model = distributed.wrap_ddp(model)
 
     def batch_loss(idx, gen):
         idx = idx.to(device)
         width = int((tgt[idx] != data.PAD_ID).sum(1).max())
         forced = torch.rand((), generator=gen).item() < settings.teacher_forcing  # one coin per batch
-        logits = model(src[idx], tgt[idx, :width], forced)
+        logits = train_model(src[idx], tgt[idx, :width], forced)
         return loss_fn(logits.reshape(-1, logits.shape[-1]), tgt[idx, :width].reshape(-1))
 
     optimise(model, batch_loss, len(train), settings, seed, desc)
@@ -100,7 +102,7 @@ def train_through(method: DictConfig, model: Seq2Seq, group: VocabularyGroup, tr
     stage) through the method's operator; NLL of the target tokens, padding ignored."""
     src, tgt = (t.to(device) for t in train.tensors())
     pairs, src_len = torch.cat([src, tgt], dim=1), src.shape[1]
-    net = teacher_forced(method, model, group, src_len, task, lam)
+    net = distributed.wrap_ddp(teacher_forced(method, model, group, src_len, task, lam))
     probabilities = method.name in ("equitune", "lambda")
     loss_fn = nn.NLLLoss(ignore_index=data.PAD_ID)
 
@@ -108,7 +110,7 @@ def train_through(method: DictConfig, model: Seq2Seq, group: VocabularyGroup, tr
         idx = idx.to(device)
         width = int((tgt[idx] != data.PAD_ID).sum(1).max())
         out = net(pairs[idx, : src_len + width])
-        log_p = torch.log(out.clamp_min(1e-30)) if probabilities else out
+        log_p = torch.log(out.float().clamp_min(1e-30)) if probabilities else out
         return loss_fn(log_p.reshape(-1, log_p.shape[-1]), tgt[idx, :width].reshape(-1))
 
     optimise(params, batch_loss, len(train), settings, seed, desc)
@@ -120,7 +122,7 @@ def pretrained(task: DictConfig, train: data.Pairs, seed: int, ctx: RunContext) 
     g = "g" if task.architecture == "gseq2seq" else ""  # in the name, so plain checkpoints keep their keys
     path = checkpoint_path(ctx.cache_dir, "scan", f"{g}{task.cell}-{task.split}", settings, seed, ".pt")
     model = new_model(task).to(ctx.device)
-    if path.exists():
+    if cached(path):
         model.load_state_dict(torch.load(path, map_location=ctx.device))
         return model.eval(), "cache"
     pretrain(model, train, task.pretrain, seed, ctx.device, f"pretrain {task.cell} on {task.split} seed {seed}")
@@ -142,13 +144,17 @@ def decoder(method: DictConfig, model: Seq2Seq, group: VocabularyGroup, task: Di
 
 @torch.no_grad()
 def accuracy(decode: nn.Module, pairs: data.Pairs, batch: int, device, desc: str) -> float:
-    """Exact-match accuracy (%) of the greedy output (up to <eos>) against the target."""
+    """Exact-match accuracy (%) of the greedy output (up to <eos>) against the target; under DDP
+    each rank decodes its share of the batches and the counts are summed."""
     src, tgt = pairs.tensors()
     correct = 0
-    for i in tqdm(range(0, len(pairs), batch), desc=desc, unit="batch"):
-        out = decode(src[i : i + batch].to(device)).argmax(-1).cpu()
+    mine = distributed.shard(len(pairs), batch)
+    for i in tqdm(mine[::batch], desc=desc, unit="batch"):
+        with hardware.autocast():
+            out = decode(hardware.to_device(src[i : i + batch], device)).argmax(-1).cpu()
         correct += sum(data.decode(row) == target for row, target in zip(out, pairs.actions[i : i + batch]))
-    return 100.0 * correct / len(pairs)
+    correct, seen = distributed.sum_over_ranks(int(correct), len(mine))
+    return 100.0 * correct / seen
 
 
 def run(cfg: DictConfig, ctx: RunContext) -> dict:

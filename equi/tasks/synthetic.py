@@ -13,10 +13,9 @@ from omegaconf import DictConfig
 from torch import nn
 from tqdm import tqdm
 
-from .. import methods
+from .. import distributed, hardware, methods
 from ..experiment import RunContext
 from ..groups import SO2, VectorAngle
-from ..hardware import parallelize
 
 
 def target(x: torch.Tensor) -> torch.Tensor:
@@ -61,11 +60,13 @@ def build(cfg: DictConfig) -> nn.Module:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, device) -> float:
+    """Mean squared error. Under DDP every rank evaluates the whole (small) test set: the same number."""
     model.eval()
     total = 0.0
     for i in range(0, len(x), batch):
-        pred = model(x[i : i + batch].to(device))
-        total += nn.functional.mse_loss(pred, y[i : i + batch].to(device), reduction="sum").item()
+        with hardware.autocast():
+            pred = model(x[i : i + batch].to(device))
+        total += nn.functional.mse_loss(pred.float(), y[i : i + batch].to(device), reduction="sum").item()
     return total / len(x)
 
 
@@ -86,7 +87,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
     x_test, y_test = make_data(task.n_test, gen)
     model = build(cfg).to(ctx.device)
     params = sum(p.numel() for p in model.parameters())
-    train_model = parallelize(model, cfg.hardware)
+    train_model = distributed.wrap_ddp(model)
     opt = torch.optim.Adam(model.parameters(), lr=task.lr)
 
     progress = tqdm(range(task.epochs), desc=f"{cfg.label} seed {cfg.seed}", unit="epoch")
@@ -95,13 +96,14 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
         order = torch.randperm(task.n_train, generator=gen)
         running = 0.0
         for i in range(0, task.n_train, task.batch_size):
-            idx = order[i : i + task.batch_size]
-            loss = nn.functional.mse_loss(train_model(x_train[idx].to(ctx.device)), y_train[idx].to(ctx.device))
+            idx = distributed.my_part(order[i : i + task.batch_size])  # every rank draws the same order
+            with hardware.autocast():
+                pred = train_model(hardware.to_device(x_train[idx], ctx.device))
+            loss = nn.functional.mse_loss(pred.float(), hardware.to_device(y_train[idx], ctx.device))
             opt.zero_grad()
-            loss.backward()
-            opt.step()
+            hardware.backward_step(loss, opt)
             running += loss.item() * len(idx)
-        train_loss = running / task.n_train
+        train_loss = distributed.sum_over_ranks(running)[0] / task.n_train
         progress.set_postfix(train_loss=f"{train_loss:.4f}")
         ctx.logger.log({"epoch": epoch + 1, "train_loss": train_loss}, step=epoch + 1)
 
