@@ -110,18 +110,18 @@ pretrain-clip: setup
 ## Figure 7: vanilla zero-shot top-1 on CIFAR-100, upright / flip (rot180) / mirror / rot90.
 fig7: clip-check-cifar100
 	$(PY) run.py -m $(CLIP_REAL) task.dataset=cifar100 task.model=$(CLIP_MODELS) method=vanilla task.transform=none,rot180,flip,rot90 $(ARGS)
-	$(PY) scripts/fig_clip.py fig7
+	$(PY) scripts/fig_clip.py fig7 --models $(CLIP_MODELS) --where task.weights=pretrained
 
 ## Figure 4: ImageNet-V2, the same vanilla bars, and equitune vs equizero under flip (rot180), mirror and rot90.
 fig4: clip-check-imagenetv2
 	$(PY) run.py -m $(CLIP_REAL) task.dataset=imagenetv2 task.model=$(CLIP_MODELS) method=vanilla task.transform=none,rot180,flip,rot90 $(ARGS)
 	$(PY) run.py -m $(CLIP_REAL) task.dataset=imagenetv2 task.model=$(CLIP_MODELS) method=equitune,equizero task.transform=rot180,flip,rot90 $(ARGS)
-	$(PY) scripts/fig_clip.py fig4
+	$(PY) scripts/fig_clip.py fig4 --models $(CLIP_MODELS) --where task.weights=pretrained
 
 ## Figure 8: CIFAR-100, vanilla vs equitune vs equizero zero-shot under rot90 and flip (rot180), and mirror.
 fig8: clip-check-cifar100
 	$(PY) run.py -m $(CLIP_REAL) task.dataset=cifar100 task.model=$(CLIP_MODELS) method=vanilla,equitune,equizero task.transform=rot180,flip,rot90 $(ARGS)
-	$(PY) scripts/fig_clip.py fig8
+	$(PY) scripts/fig_clip.py fig8 --models $(CLIP_MODELS) --where task.weights=pretrained
 
 ## Figures 5a (RN50, RN101) and 11a (ViT-B/32, ViT-B/16): finetuning on rot90-CIFAR-100, test top-1 every 1000 steps.
 CLIP_FINETUNE = task.dataset=cifar100 task.transform=rot90 task.finetune.steps=$(CLIP_STEPS) task.finetune.eval_every=$(CLIP_EVAL_EVERY) seed=$(CLIP_SEEDS)
@@ -129,13 +129,13 @@ fig5a: CLIP_MODELS = RN50,RN101
 fig11a: CLIP_MODELS = ViT-B-32,ViT-B-16
 fig5a fig11a: fig%: clip-check-cifar100
 	$(PY) run.py -m $(CLIP_REAL) task.model=$(CLIP_MODELS) method=equitune,equizero,lambda $(CLIP_FINETUNE) $(ARGS)
-	$(PY) scripts/fig_clip.py fig$* --where task.finetune.steps=$(CLIP_STEPS)
+	$(PY) scripts/fig_clip.py fig$* --models $(CLIP_MODELS) --where task.weights=pretrained --where task.finetune.steps=$(CLIP_STEPS)
 
 ## Figure 12: λ-equitune's weight on each rotation of a few CIFAR-100 test images (RN50, zero-shot).
 fig12: CLIP_MODELS = RN50
 fig12: clip-check-cifar100
 	$(PY) run.py -m $(CLIP_REAL) task.dataset=cifar100 task.model=$(CLIP_MODELS) method=lambda task.transform=rot90 $(ARGS)
-	$(PY) scripts/fig_clip.py fig12
+	$(PY) scripts/fig_clip.py fig12 --models $(CLIP_MODELS) --where task.weights=pretrained --where task.finetune.steps=0
 
 ## The same comparisons offline, with the stand-in on CIFAR-10: zero-shot under every transform
 ## (equitune and equizero are deterministic, one seed; λ trains, OFFLINE_SEEDS), finetuning curves
@@ -152,7 +152,7 @@ fig-clip-offline: pretrain-clip
 	$(PY) run.py -m $(OFFLINE) method=equitune,equizero task.transform=rot180,flip,rot90 $(ARGS)
 	$(PY) run.py -m $(OFFLINE) method=lambda task.transform=rot180,flip,rot90 seed=$(OFFLINE_SEEDS) $(ARGS)
 	$(PY) run.py -m $(OFFLINE) method=vanilla,equitune,equizero,lambda task.transform=rot90 task.finetune.steps=$(OFFLINE_STEPS) task.finetune.eval_every=100 $(OFFLINE_LR) seed=$(OFFLINE_FINETUNE_SEEDS) $(ARGS)
-	$(PY) scripts/fig_clip.py offline --where task.eval_per_class=$(OFFLINE_EVAL)
+	$(PY) scripts/fig_clip.py offline --where task.weights=standin --where task.eval_per_class=$(OFFLINE_EVAL) --where task.logit_scale=1.0 --where task.transform_per=image
 
 ## Paper Table 1: time and peak memory of a zero-shot pass, λ / equitune (random weights; CUDA when present).
 BENCH_BATCHES ?= 3

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from collect_results import REPO, load, mean_std, stats  # noqa: E402
 
 from equi.data import imagesets  # noqa: E402
+from equi.errors import UserError  # noqa: E402
 from equi.groups.image import BY_NAME as GROUPS  # noqa: E402
 
 TRANSFORMS = {"none": "upright", "rot180": "flip (paper: rot180)", "flip": "mirror (ours)", "rot90": "rot90"}
@@ -53,11 +54,22 @@ def paper_vanilla(dataset: str, model: str, transform: str) -> float | None:
     return table[model][index] if model in table and index is not None else None
 
 
+def warn_if_mixed(runs: dict) -> None:
+    """A bar or curve must average seeds only: say so when one holds two runs of the same seed."""
+    for key, seeds in runs.items():
+        if len(set(seeds)) < len(seeds):
+            print(f"warning: {' '.join(map(str, key))} holds {len(seeds)} runs for seeds {sorted(set(seeds))}: runs with "
+                  "other settings share it; narrow the figure with --where", file=sys.stderr)
+
+
 def zero_shot_groups(records: list[dict]) -> dict:
     """(model, transform, method) → zero-shot top-1 of each seed."""
-    groups = defaultdict(list)
+    groups, seeds = defaultdict(list), defaultdict(list)
     for r in records:
-        groups[(r["metrics"]["model"], r["metrics"]["transform"], r["method"])].append(r["metrics"]["zero_shot_accuracy"])
+        key = (r["metrics"]["model"], r["metrics"]["transform"], r["method"])
+        groups[key].append(r["metrics"]["zero_shot_accuracy"])
+        seeds[key].append(r["seed"])
+    warn_if_mixed(seeds)
     return groups
 
 
@@ -112,10 +124,13 @@ def bars_figure(groups: dict, models: list[str], what: str, dataset: str, path: 
 def curves(records: list[dict]) -> dict:
     """(model, method) → {step: [top-1 of each seed]} of finetuning runs."""
     out: dict = defaultdict(lambda: defaultdict(list))
+    seeds = defaultdict(list)
     for r in records:
         if r["metrics"]["finetune_steps"]:
+            seeds[(r["metrics"]["model"], r["method"])].append(r["seed"])
             for step, value in r["metrics"]["curve"].items():
                 out[(r["metrics"]["model"], r["method"])][int(step)].append(value)
+    warn_if_mixed(seeds)
     return out
 
 
@@ -172,10 +187,26 @@ def lambda_figure(record: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def upright_table(lam: list[dict]) -> str:
+    """λ's weight on the upright view, per model, transform and finetuning budget (uniform is 1/|G|)."""
+    runs = defaultdict(list)
+    for r in lam:
+        runs[(r["metrics"]["model"], r["metrics"]["transform"], r["metrics"]["finetune_steps"])].append(r["metrics"])
+    lines = ["| model | transform | finetuning steps | λ on the upright view | upright view weighted most | uniform | seeds |",
+             "|---|---|---|---|---|---|---|"]
+    for (model, transform, steps), ms in sorted(runs.items()):
+        lines.append(f"| {model} | {TRANSFORMS[transform]} | {steps} | {mean_std([m['upright_weight'] for m in ms], 2)} "
+                     f"| {mean_std([m['upright_argmax_rate'] for m in ms], 2)} "
+                     f"| {1 / len(ms[0]['weight_examples']['weights'][0]):.2f} | {len(ms)} |")
+    return "\n".join(lines)
+
+
 def orderings(groups: dict, models: list[str]) -> list[str]:
     """The paper's zero-shot claims, checked on what ran ("not run" where a side is missing)."""
     def verdict(low, high):
-        return "not run" if low is None or high is None else ("holds" if high > low else "does not hold")
+        if low is None or high is None:
+            return "not run"
+        return f"{'holds' if high > low else 'does not hold'} ({high:.2f} vs {low:.2f})"
 
     out = []
     for model in models:
@@ -196,9 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "figures")
     parser.add_argument("--tables", type=Path, default=REPO / "outputs" / "tables")
     parser.add_argument("--include-fast", action="store_true", help="also fast=true runs (smoke tests)")
+    parser.add_argument("--models", help="only these models (comma-separated open_clip names, or standin)")
     args = parser.parse_args(argv)
     dataset, what = FIGURES[args.figure]
     records = load(args.runs, "clip", args.include_fast, False, [f"task.dataset={dataset}", *args.where])
+    if args.models:
+        records = [r for r in records if r["metrics"]["model"] in args.models.split(",")]
     if not records:
         print(f"error: no clip runs on {dataset} under {args.runs} (with {args.where or 'any settings'})", file=sys.stderr)
         return 1
@@ -221,10 +255,13 @@ def main(argv: list[str] | None = None) -> int:
     lam = [r for r in records if r["method"] == "lambda" and "weight_examples" in r["metrics"]]
     if lam and what in ("lambda", "all"):
         figures.append(args.out / f"{args.figure}{'_lambda' if what == 'all' else ''}.png")
-        lambda_figure(min(lam, key=lambda r: (r["metrics"]["finetune_steps"], r["seed"])), figures[-1])
-        texts.append(f"mean weight on the upright view: {mean_std([r['metrics']['upright_weight'] for r in lam], 2)}; "
-                     f"upright view weighted most: {mean_std([r['metrics']['upright_argmax_rate'] for r in lam], 2)} "
-                     f"(uniform would be 1/{len(lam[0]['metrics']['weight_examples']['weights'][0])})")
+        try:  # Figure 12's setting first: zero-shot, rot90
+            lambda_figure(min(lam, key=lambda r: (r["metrics"]["finetune_steps"], r["metrics"]["transform"] != "rot90",
+                                                  r["seed"])), figures[-1])
+        except UserError as err:  # the test images are not on this machine
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        texts.append(upright_table(lam))
     if not texts:
         print(f"error: the {args.figure} runs found hold nothing for this figure", file=sys.stderr)
         return 1

@@ -27,8 +27,14 @@ from ..errors import ConfigError, MissingAssetError, one_line
 MODELS = ("RN50", "RN101", "ViT-B-32", "ViT-B-16")  # the paper's four backbones (open_clip's names)
 
 
+def check_model(name: str) -> None:
+    if name not in open_clip.list_models():
+        raise ConfigError(f"open_clip has no model {name!r}; the paper's are {', '.join(MODELS)}")
+
+
 def pretrained_cfg(name: str, tag: str) -> dict:
     """open_clip's record of a pretrained tag; a one-line error naming the known tags."""
+    check_model(name)
     cfg = open_clip.get_pretrained_cfg(name, tag)
     if not cfg:
         tags = open_clip.list_pretrained_tags_by_model(name)
@@ -62,9 +68,7 @@ def where_weights_go(name: str, tag: str) -> str:
 
 
 def load_pretrained(name: str, tag: str, checkpoint: str | None, download: bool) -> tuple[nn.Module, str]:
-    """open_clip's `name` with the weights of `tag` (or a local checkpoint file), and where they came from."""
-    if name not in open_clip.list_models():
-        raise ConfigError(f"open_clip has no model {name!r}; the paper's are {', '.join(MODELS)}")
+    """open_clip's `name` with the weights of `tag` (or a local checkpoint file), and the file they came from."""
     cfg = pretrained_cfg(name, tag)
     quick_gelu = bool(cfg.get("quick_gelu", False))  # OpenAI's weights were trained with QuickGELU
     if checkpoint:
@@ -81,19 +85,26 @@ def load_pretrained(name: str, tag: str, checkpoint: str | None, download: bool)
         )
     logging.disable(logging.ERROR)  # open_clip also logs a failed download; our one line says it
     try:
-        return open_clip.create_model(name, pretrained=tag), f"{name}/{tag} (downloaded)"
+        model = open_clip.create_model(name, pretrained=tag, force_quick_gelu=quick_gelu)
     except RuntimeError as err:  # open_clip's wording for a failed download
         raise MissingAssetError(f"CLIP weights {name}/{tag} could not be downloaded ({one_line(err)}); put them at "
                                 f"{where_weights_go(name, tag)} or set task.checkpoint=/path/to/file") from None
     finally:
         logging.disable(logging.NOTSET)
+    return model, cached_weights(name, tag) or f"{name}/{tag} (downloaded)"
 
 
 def random_clip(name: str) -> nn.Module:
     """open_clip's `name` with random weights: enough to time a pass (paper Table 1)."""
-    if name not in open_clip.list_models():
-        raise ConfigError(f"open_clip has no model {name!r}; the paper's are {', '.join(MODELS)}")
+    check_model(name)
     return open_clip.create_model(name, pretrained=None)
+
+
+def weights_file_id(path: str | Path) -> str:
+    """A weights file as a cache key for its zero-shot heads: its path, size and modification
+    time, so that retrained or replaced weights under the same name never reuse old heads."""
+    stat = Path(path).stat()
+    return f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
 def standin_clip(model_cfg: dict) -> nn.Module:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import time
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -27,7 +28,7 @@ from ..experiment import RunContext
 from ..groups import FiniteGroup, image
 from ..models import clip_standin
 from ..models.clip import (ImageEncoder, Preprocess, ZeroShotHead, cached_weights, load_pretrained, preprocess_cfg,
-                           random_clip, standin_clip, zero_shot_weights)
+                           random_clip, standin_clip, weights_file_id, zero_shot_weights)
 from ..operator import EquivariantWrapper, outputs_collecting_weights
 from ..weighting import Featurized
 
@@ -94,14 +95,15 @@ def standin(task: DictConfig, ctx: RunContext) -> tuple[nn.Module, str, str]:
     if cached(path):
         stored = torch.load(path, map_location=ctx.device)
         model.load_state_dict(stored["state_dict"])
-        return model.eval(), f"standin (cache; upright CIFAR-10 zero-shot {stored['upright_accuracy']:.1f}%)", path.name
+        return (model.eval(), f"standin (cache; upright CIFAR-10 zero-shot {stored['upright_accuracy']:.1f}%)",
+                weights_file_id(path))
     root = imagesets.root_for("cifar10", task.data_root if task.dataset == "cifar10" else None, ctx.data_dir)
     images, labels = cifar.load(root, "train", settings.per_class, ctx.cache_dir)
     start = time.perf_counter()
     model = clip_standin.train(settings, images, labels, ctx.device)
     minutes = (time.perf_counter() - start) / 60
     test = imagesets.load("cifar10", root, "test", settings.eval_per_class, 32, False, ctx.cache_dir)
-    head = ZeroShotHead(zero_shot_weights(model, CIFAR10_CLASSES, CIFAR_TEMPLATES, path.name, ctx.cache_dir, ctx.device),
+    head = ZeroShotHead(zero_shot_weights(model, CIFAR10_CLASSES, CIFAR_TEMPLATES, None, ctx.cache_dir, ctx.device),
                         1.0, probabilities=False)
     upright, _ = accuracy(nn.Sequential(ImageEncoder(model.visual), head), DataLoader(test, batch_size=500),
                           torch.zeros(len(test), dtype=torch.long), image.identity(),
@@ -109,22 +111,27 @@ def standin(task: DictConfig, ctx: RunContext) -> tuple[nn.Module, str, str]:
     print(f"stand-in CLIP: {minutes:.1f} min of training, upright CIFAR-10 zero-shot top-1 {upright:.1f}% (saved in {path})")
     save_atomically(path, lambda tmp: torch.save({"state_dict": model.state_dict(), "upright_accuracy": upright,
                                                    "train_minutes": minutes}, tmp))
-    return model, f"standin (trained; upright CIFAR-10 zero-shot {upright:.1f}%)", path.name
+    return model, f"standin (trained; upright CIFAR-10 zero-shot {upright:.1f}%)", weights_file_id(path)
 
 
 def load_clip(task: DictConfig, ctx: RunContext) -> tuple[nn.Module, str, str | None]:
-    """(CLIP, which weights, an id for caching its zero-shot heads; None for random weights)."""
+    """(CLIP, which weights, an id for caching its zero-shot heads; None for random weights). auto:
+    the real weights when they are cached, given or may be downloaded, or the dataset is not CIFAR-10
+    (then a missing file is the error); else the stand-in."""
     if task.weights == "random":
         return random_clip(task.model).to(ctx.device).eval(), f"{task.model} random", None
-    if task.weights == "auto" and not (task.checkpoint or task.download or cached_weights(task.model, task.pretrained)):
-        print(f"note: no cached CLIP weights for {task.model}/{task.pretrained}; using the offline stand-in "
-              "(task.weights=pretrained asks for the real ones)")
-    elif task.weights != "standin":
+    real = task.weights == "pretrained" or task.weights == "auto" and (
+        task.dataset != "cifar10" or task.checkpoint or task.download or cached_weights(task.model, task.pretrained))
+    if real:
         model, path = load_pretrained(task.model, task.pretrained, task.checkpoint, task.download)
-        return model.to(ctx.device).eval(), f"{task.model}/{task.pretrained} ({path})", f"{task.model}|{task.pretrained}|{path}"
+        weights_id = f"{task.model}|{task.pretrained}|{weights_file_id(path) if Path(path).is_file() else path}"
+        return model.to(ctx.device).eval(), f"{task.model}/{task.pretrained} ({path})", weights_id
     if task.dataset != "cifar10":
         raise ConfigError(f"the offline stand-in knows only CIFAR-10's classes; task.dataset={task.dataset} needs real "
                           "CLIP weights (task.weights=pretrained)")
+    if task.weights == "auto":
+        print(f"note: no cached CLIP weights for {task.model}/{task.pretrained}; using the offline stand-in "
+              "(task.weights=pretrained asks for the real ones)")
     return standin(task, ctx)
 
 
@@ -178,6 +185,9 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
     problem = imagesets.missing(task.dataset, root)
     if problem and not (task.download and task.dataset == "cifar100"):
         raise MissingAssetError(problem)  # before any weights are loaded or trained
+    if task.dataset == "imagenetv2" and (task.finetune.steps > 0 or method.name == "lambda"):
+        raise ConfigError("ImageNet-V2 has no training split for λ's stage or finetuning; use task.dataset=cifar100 "
+                          "(as the paper does)")
 
     hardware.fixed_input_shapes()
     start = time.perf_counter()
