@@ -103,7 +103,8 @@ CLIP_REAL = task=clip task.weights=pretrained task.pretrained=openai
 clip-check-%: setup
 	$(PY) scripts/clip_assets.py --models $(CLIP_MODELS) --dataset $* $(ARGS)
 
-## The offline stand-in: a small open_clip CLIP trained on upright CIFAR-10 with ClipLoss, cached.
+## The offline stand-in: a small open_clip CLIP trained on upright CIFAR-10 with ClipLoss, cached
+## (8 epochs: 12.4 min on 2 CPU cores on a fresh clone, 76.6% upright CIFAR-10 zero-shot top-1).
 pretrain-clip: setup
 	$(PY) run.py task=clip method=vanilla task.weights=standin task.transform=none $(ARGS)
 
@@ -154,7 +155,8 @@ fig-clip-offline: pretrain-clip
 	$(PY) run.py -m $(OFFLINE) method=vanilla,equitune,equizero,lambda task.transform=rot90 task.finetune.steps=$(OFFLINE_STEPS) task.finetune.eval_every=100 $(OFFLINE_LR) seed=$(OFFLINE_FINETUNE_SEEDS) $(ARGS)
 	$(PY) scripts/fig_clip.py offline --where task.weights=standin --where task.eval_per_class=$(OFFLINE_EVAL) --where task.logit_scale=1.0 --where task.transform_per=image
 
-## Paper Table 1: time and peak memory of a zero-shot pass, λ / equitune (random weights; CUDA when present).
+## Paper Table 1: time and peak memory of a zero-shot pass, λ / equitune (random weights; CUDA when present;
+## 11 min on 2 CPU cores with BENCH_BATCHES=3).
 BENCH_BATCHES ?= 3
 table1: setup
 	$(PY) scripts/bench_clip.py --batches $(BENCH_BATCHES)

@@ -163,17 +163,12 @@ def curves_figure_and_table(runs: dict, models: list[str], path: Path) -> str:
     return "\n".join(lines)
 
 
-def lambda_figure(record: dict, path: Path) -> None:
-    """Each shown test image as the operator sees it, every view titled with its weight."""
-    config, shown = record["config"], record["metrics"]["weight_examples"]
-    task = config["task"]
-    group = GROUPS[record["metrics"]["group"]]()
-    root = imagesets.root_for(task["dataset"], task["data_root"], Path(config["paths"]["data"]))
-    test = imagesets.load(task["dataset"], root, "test", task["eval_per_class"], 224, False, None)
-    rows = len(shown["index"])
-    fig, axes = plt.subplots(rows, group.order, figsize=(1.6 * group.order, 1.6 * rows), squeeze=False)
-    for r, (index, element, weights) in enumerate(zip(shown["index"], shown["element"], shown["weights"])):
-        test_image = group.act_input(element, test[index][0][None])
+def views_figure(rows: list[tuple], group, title: str, path: Path) -> None:
+    """Each (test image, its transform element, weights) as the operator sees it: every view
+    g·(t·x), titled with its weight, the upright one (g∘t = e) in green."""
+    fig, axes = plt.subplots(len(rows), group.order, figsize=(1.6 * group.order, 1.6 * len(rows)), squeeze=False)
+    for r, (image, element, weights) in enumerate(rows):
+        test_image = group.act_input(element, image[None])
         for g in group.elements:
             ax = axes[r][g]
             ax.imshow(group.act_input(g, test_image)[0].permute(1, 2, 0).numpy())
@@ -181,10 +176,21 @@ def lambda_figure(record: dict, path: Path) -> None:
             ax.set_title(f"λ={weights[g]:.2f}" + (" (upright)" if upright else ""), fontsize=7,
                          color="tab:green" if upright else "black")
             ax.axis("off")
-    fig.suptitle(f"λ-equitune, {record['metrics']['model']} on {task['dataset']}: weight of each view", fontsize=9)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def lambda_figure(record: dict, path: Path) -> None:
+    """Figure 12: the shown test images of a λ-equitune run, view by view."""
+    config, shown = record["config"], record["metrics"]["weight_examples"]
+    task = config["task"]
+    root = imagesets.root_for(task["dataset"], task["data_root"], Path(config["paths"]["data"]))
+    test = imagesets.load(task["dataset"], root, "test", task["eval_per_class"], 224, False, None)
+    rows = [(test[i][0], t, w) for i, t, w in zip(shown["index"], shown["element"], shown["weights"])]
+    views_figure(rows, GROUPS[record["metrics"]["group"]](),
+                 f"λ-equitune, {record['metrics']['model']} on {task['dataset']}: weight of each view", path)
 
 
 def upright_table(lam: list[dict]) -> str:

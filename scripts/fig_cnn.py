@@ -20,12 +20,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from collect_results import REPO, load, mean_std  # noqa: E402
 
 from equi.data import cifar  # noqa: E402
+from equi.groups import image  # noqa: E402
+from fig_clip import views_figure  # noqa: E402
 
 ROWS = ["vanilla", "equitune", "equizero (entropy)", "equizero (neg_max_prob)", "lambda"]
 MODES = {"all": "finetuning all layers", "last2": "linear probing (last two layers)"}
@@ -83,21 +84,8 @@ def lambda_figure(record: dict, path: Path) -> None:
     config, shown = record["config"], record["metrics"]["weight_examples"]
     root = config["task"]["data_root"] or Path(config["paths"]["data"]) / "cifar10-jpg"
     images, _ = cifar.load(root, "test", config["task"]["eval_per_class"])
-    rows = len(shown["index"])
-    fig, axes = plt.subplots(rows, 4, figsize=(6, 1.6 * rows), squeeze=False)
-    for r, (index, turns, weights) in enumerate(zip(shown["index"], shown["turns"], shown["weights"])):
-        test_image = torch.rot90(images[index], turns, dims=(-2, -1))
-        for g in range(4):
-            ax = axes[r][g]
-            ax.imshow(torch.rot90(test_image, g, dims=(-2, -1)).permute(1, 2, 0).numpy())
-            upright = (g + turns) % 4 == 0
-            ax.set_title(f"λ={weights[g]:.2f}" + (" (upright)" if upright else ""), fontsize=8,
-                         color="tab:green" if upright else "black")
-            ax.axis("off")
-    fig.suptitle(f"λ-equitune, {record['metrics']['model']}: weight of each rotated copy", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    rows = [(images[i], t, w) for i, t, w in zip(shown["index"], shown["turns"], shown["weights"])]
+    views_figure(rows, image.rot90(), f"λ-equitune, {record['metrics']['model']}: weight of each rotated copy", path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -117,9 +117,10 @@ def test_zero_shot_heads_are_cached_by_weights_classes_and_templates(tmp_path, m
     assert len(built) == 1 and torch.equal(first, again) and first.shape == (16, 3)
     assert torch.allclose(first.norm(dim=0), torch.ones(3), atol=1e-5)
     clipmodels.zero_shot_weights(model, CLASSES[:2], args[1], "tiny|seed0", tmp_path, torch.device("cpu"))
+    clipmodels.zero_shot_weights(model, CLASSES, args[1][:1], "tiny|seed0", tmp_path, torch.device("cpu"))
     clipmodels.zero_shot_weights(model, *args, "other weights", tmp_path, torch.device("cpu"))
     clipmodels.zero_shot_weights(model, *args, None, tmp_path, torch.device("cpu"))  # random weights: never cached
-    assert len(built) == 4 and len(list((tmp_path / "clip" / "heads").glob("*.pt"))) == 3
+    assert len(built) == 5 and len(list((tmp_path / "clip" / "heads").glob("*.pt"))) == 4
 
 
 def test_rot180_is_a_rotation_and_flip_is_a_mirror():

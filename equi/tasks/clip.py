@@ -32,6 +32,7 @@ from ..models.clip import (ImageEncoder, Preprocess, ZeroShotHead, cached_weight
 from ..operator import EquivariantWrapper, outputs_collecting_weights
 from ..weighting import Featurized
 
+
 @torch.no_grad()
 def accuracy(net: nn.Module, loader: DataLoader, elements: torch.Tensor, transform: FiniteGroup,
              prepare: nn.Module, device: torch.device, desc: str) -> tuple[float, torch.Tensor | None]:
