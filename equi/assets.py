@@ -75,23 +75,25 @@ def cnn_assets(cfg: DictConfig) -> list[Asset]:
     return rows
 
 
-def clip_assets(cfg: DictConfig) -> list[Asset]:
-    """The paper's four CLIP backbones, the three datasets, and the offline stand-in."""
+def clip_assets(cfg: DictConfig, models=MODELS, datasets=imagesets.DATASETS) -> list[Asset]:
+    """The CLIP backbones' weights (the paper's four), the datasets, and the offline stand-in;
+    `make fig…` checks its own models and dataset with these rows before any work."""
     rows = []
-    for model in MODELS:
+    for model in models:
         path = cached_weights(model, cfg.task.pretrained)
-        rows.append(Asset(f"CLIP {model}/{cfg.task.pretrained} weights", Path(path or where_weights_go(model, cfg.task.pretrained)),
-                          path is not None,
+        rows.append(Asset(f"CLIP {model}/{cfg.task.pretrained} weights",
+                          Path(path or where_weights_go(model, cfg.task.pretrained)), path is not None,
                           f"python run.py task=clip task.weights=pretrained task.model={model} task.download=true",
                           "optional: task.weights=auto uses the stand-in without them"))
-    for dataset in imagesets.DATASETS:
+    for dataset in datasets:
         root = imagesets.root_for(dataset, cfg.task.data_root if dataset == cfg.task.dataset else None, Path(cfg.paths.data))
         get = {"cifar10": f'python -c "import torchvision; torchvision.datasets.CIFAR10({str(root)!r}, download=True)"',
                "cifar100": f'python -c "import torchvision; torchvision.datasets.CIFAR100({str(root)!r}, download=True)"',
                "imagenetv2": f"download imagenetv2-matched-frequency.tar.gz (ImageNet-V2 release) and unpack it in {root.parent}"}
         rows.append(Asset(dataset, root.resolve(), imagesets.missing(dataset, root) is None, get[dataset],
                           "" if dataset == "cifar10" else "needed only with real CLIP weights"))
-    rows.append(cached(cfg, "offline stand-in CLIP", "clip", "standin-*.pt", "make pretrain-clip"))
+    if tuple(models) == MODELS and tuple(datasets) == imagesets.DATASETS:
+        rows.append(cached(cfg, "offline stand-in CLIP", "clip", "standin-*.pt", "make pretrain-clip"))
     return rows
 
 

@@ -3,7 +3,8 @@
 
     python scripts/clip_assets.py --models RN50,RN101 --dataset cifar100 [key=value overrides …]
 
-Exit 0 when all are present; else one line naming what is missing and how to supply it, exit 2.
+Exit 0 when all are present (or task.download=true may fetch them); else one line naming what is
+missing and how to get it, exit 2. The rows are `python run.py assets`'s.
 """
 
 from __future__ import annotations
@@ -12,27 +13,12 @@ import argparse
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from equi.assets import clip_assets  # noqa: E402
 from equi.config import compose_config  # noqa: E402
 from equi.data import imagesets  # noqa: E402
-from equi.errors import UserError  # noqa: E402
-from equi.models.clip import cached_weights, where_weights_go  # noqa: E402
-
-
-def problems(models: list[str], tag: str, dataset: str, data_root: str | None, data_dir: Path,
-             download: bool) -> list[tuple[str, str]]:
-    """(short name, the full reason) of each missing asset."""
-    found = []
-    for model in models:
-        if not download and cached_weights(model, tag) is None:
-            found.append((f"{model}/{tag} weights",
-                          f"CLIP weights {model}/{tag} are not cached (put them at {where_weights_go(model, tag)})"))
-    missing = imagesets.missing(dataset, imagesets.root_for(dataset, data_root, data_dir))
-    if missing and not (download and dataset == "cifar100"):
-        found.append((dataset, missing))
-    return found
+from equi.errors import ASSETS_HINT, UserError  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,14 +29,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         cfg = compose_config(["task=clip", *args.overrides])
-        found = problems(args.models.split(","), cfg.task.pretrained, args.dataset, cfg.task.data_root,
-                         Path(cfg.paths.data), cfg.task.download)
+        missing = [a for a in clip_assets(cfg, args.models.split(","), [args.dataset]) if not a.present]
     except UserError as err:
-        found = [("", str(err))]
-    if found:
-        also = f"; also missing: {', '.join(name for name, _ in found[1:])}" if len(found) > 1 else ""
-        print(f"error: {found[0][1]}{also}; task.download=true fetches them where a network exists; "
-              "see `python run.py assets`", file=sys.stderr)
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if cfg.task.download:  # open_clip and torchvision fetch weights and CIFAR-100; ImageNet-V2 they cannot
+        missing = [a for a in missing if a.what == "imagenetv2"]
+    if missing:
+        first, rest = missing[0], missing[1:]
+        also = f"; also missing: {', '.join(a.what for a in rest)}" if rest else ""
+        print(f"error: {first.what} not found at {first.where} (to get it: {first.get}){also}; "
+              f"task.download=true fetches weights and CIFAR-100 where a network exists; {ASSETS_HINT}", file=sys.stderr)
         return 2
     return 0
 

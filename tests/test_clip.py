@@ -206,3 +206,16 @@ def test_fast_finetuning_moves_the_image_tower_and_records_the_curve(shared_data
     metrics = fast_run("method=lambda", "task.finetune.steps=2", "task.transform=flip")
     assert list(metrics["curve"]) == ["0", "2"] and metrics["group"] == "flip"
     assert len(metrics["weight_examples"]["weights"][0]) == 2
+
+
+def test_paper_targets_stop_before_any_work_naming_what_is_missing(tmp_path, monkeypatch, capsys):
+    import clip_assets
+
+    monkeypatch.setattr(clipmodels, "try_to_load_from_cache", lambda *a, **k: None)
+    assert clip_assets.main(["--models", "RN50,ViT-B-32", "--dataset", "cifar100", f"paths.data={tmp_path}"]) == 2
+    message = capsys.readouterr().err.strip()
+    assert message.startswith("error: CLIP RN50/openai weights not found at ") and "\n" not in message
+    assert "also missing: CLIP ViT-B-32/openai weights, cifar100;" in message
+    assert clip_assets.main(["--models", "RN50", "--dataset", "cifar100", "task.download=true"]) == 0
+    assert clip_assets.main(["--models", "RN50", "--dataset", "imagenetv2", "task.download=true",
+                             f"paths.data={tmp_path}"]) == 2
