@@ -219,3 +219,23 @@ def test_paper_targets_stop_before_any_work_naming_what_is_missing(tmp_path, mon
     assert clip_assets.main(["--models", "RN50", "--dataset", "cifar100", "task.download=true"]) == 0
     assert clip_assets.main(["--models", "RN50", "--dataset", "imagenetv2", "task.download=true",
                              f"paths.data={tmp_path}"]) == 2
+
+
+def test_cifar100_release_loads_the_first_images_of_each_class(tmp_path, monkeypatch):
+    import pickle
+
+    import numpy as np
+    from torchvision import datasets
+
+    folder = tmp_path / imagesets.CIFAR100_FOLDER
+    folder.mkdir()
+    rows = np.random.default_rng(0).integers(0, 255, (6, 3072), dtype=np.uint8)
+    for name in ("train", "test"):
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": rows, "fine_labels": [0, 1, 2, 0, 1, 2]}, f)
+    with open(folder / "meta", "wb") as f:
+        pickle.dump({"fine_label_names": [f"class{i}" for i in range(100)]}, f)
+    monkeypatch.setattr(datasets.cifar, "check_integrity", lambda *a: True)  # our files lack the release's md5s
+    images, labels = imagesets.load("cifar100", tmp_path, "test", 1, 32, False, None).tensors
+    assert labels.tolist() == [0, 1, 2] and images.dtype == torch.uint8
+    assert torch.equal(images[1], torch.from_numpy(rows[1].reshape(3, 32, 32)))

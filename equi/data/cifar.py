@@ -55,11 +55,14 @@ def _from_folder(root: Path, split: str, per_class: int | None) -> tuple[torch.T
     return images, torch.tensor([label for _, label in samples])
 
 
-def _from_binary(root: Path, split: str, per_class: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def from_release(release_class: type, folder: str, root: Path, split: str,
+                 per_class: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A split of torchvision's CIFAR-10 or CIFAR-100 release (`release_class`, unpacked into
+    root/folder) as uint8 (N, 3, 32, 32) images and labels."""
     try:
-        release = datasets.CIFAR10(root, train=split == "train", download=False)
+        release = release_class(root, train=split == "train", download=False)
     except RuntimeError as err:  # torchvision checks the release's md5 sums
-        raise MissingAssetError(f"{root / BINARY_FOLDER}: {err}") from None
+        raise MissingAssetError(f"{root / folder}: {err}") from None
     samples = first_per_class(list(enumerate(release.targets)), per_class)
     index = [i for i, _ in samples]
     images = torch.from_numpy(np.ascontiguousarray(release.data[index])).permute(0, 3, 1, 2).contiguous()
@@ -94,7 +97,10 @@ def load(root: str | Path, split: str, per_class: int | None = None,
         if cached.exists():
             stored = torch.load(cached)
             return stored["images"], stored["labels"]
-    images, labels = (_from_folder if kind == "folder" else _from_binary)(root, split, per_class)
+    if kind == "folder":
+        images, labels = _from_folder(root, split, per_class)
+    else:
+        images, labels = from_release(datasets.CIFAR10, BINARY_FOLDER, root, split, per_class)
     if cached is not None:
         save_atomically(cached, lambda tmp: torch.save({"images": images, "labels": labels}, tmp))
     return images, labels

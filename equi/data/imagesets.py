@@ -84,10 +84,4 @@ def load(dataset: str, root: Path, split: str, per_class: int | None, size: int,
         return TensorDataset(*cifar.load(root, split, per_class, cache_dir))
     if dataset == "imagenetv2":
         return ImageNetV2(root, size, per_class)
-    try:
-        release = datasets.CIFAR100(root, train=split == "train", download=False)
-    except RuntimeError as err:  # torchvision checks the release's md5 sums
-        raise MissingAssetError(f"{root / CIFAR100_FOLDER}: {err}") from None
-    index = [i for i, _ in cifar.first_per_class(list(enumerate(release.targets)), per_class)]
-    images = torch.from_numpy(release.data[index]).permute(0, 3, 1, 2).contiguous()
-    return TensorDataset(images, torch.tensor([release.targets[i] for i in index]))
+    return TensorDataset(*cifar.from_release(datasets.CIFAR100, CIFAR100_FOLDER, root, split, per_class))
