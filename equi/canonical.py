@@ -7,7 +7,8 @@ then averages over a few extra rotations h of x̄ with λ-weights:
 
     out(x) = C(x) · Σ_h λ(h·x̄) h⁻¹·M(h·x̄) / Σ_h λ(h·x̄)      (drop C(x)· when invariant)
 
-With one extra rotation (the identity) this is plain canonicalization (Canon-MLP).
+With one extra rotation (the identity) this is plain canonicalization (Canon-MLP); a λ over
+one view is always 1 and would never train, so none is kept and Canon-MLP has only M's parameters.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class CanonicalLambda(nn.Module):
         super().__init__()
         self.so2 = SO2(invariant_output=invariant)
         self.canonicalizer = canonicalizer
+        if extra_rotations == 1:
+            weighting = None
         self.inner = EquivariantWrapper(model, self.so2.finite_subgroup(extra_rotations), weighting, invariant=invariant)
 
     def forward(self, x: torch.Tensor, return_weights: bool = False):

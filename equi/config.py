@@ -38,6 +38,10 @@ def run_key(cfg: DictConfig) -> str:
     device and the process count leave the numbers as they are up to rounding). Mixed precision
     does not: bf16/fp16 runs get their own key, fp32 ones keep the key they always had."""
     content = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in NOT_IN_RUN_KEY}
+    if not OmegaConf.select(cfg, "method.relaxed", default=False):
+        content.get("method", {}).pop("relaxed", None)  # added for nlg: other runs keep their keys
+    if cfg.task.name not in schema.DECODING_TASKS:
+        content.get("method", {}).pop("decoding", None)  # added for scan: other tasks' runs keep their keys
     precision = OmegaConf.select(cfg, "hardware.precision", default="fp32")
     if precision != "fp32":
         content["precision"] = precision

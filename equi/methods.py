@@ -19,6 +19,8 @@ METHODS = ("vanilla", "equitune", "equizero", "lambda", "canonical_lambda")
 
 
 def weighting_for(method: DictConfig, *, feature_dim: int | None = None, default_proxy: str | None = None) -> Weighting:
+    if method.get("relaxed"):
+        raise ConfigError("method.relaxed=true (R-EquiLM, R-EquizeroLM) is for task=nlg only")
     if method.name == "equitune":
         return Uniform()
     if method.name == "equizero":
@@ -29,7 +31,9 @@ def weighting_for(method: DictConfig, *, feature_dim: int | None = None, default
     if method.name in ("lambda", "canonical_lambda"):
         if feature_dim is None:
             raise ConfigError(f"method {method.name} needs the λ-network's input size from the task")
-        return LambdaNet(feature_dim, hidden=method.lambda_hidden, layers=method.lambda_layers)
+        # canonical_lambda's key only: adding it to lambda.yaml would change every λ run's key
+        residual = method.get("lambda_residual", False)
+        return LambdaNet(feature_dim, hidden=method.lambda_hidden, layers=method.lambda_layers, residual=residual)
     raise ConfigError(f"unknown method {method.name!r}; choose one of: {', '.join(METHODS)}")
 
 

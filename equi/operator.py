@@ -59,10 +59,11 @@ class EquivariantWrapper(nn.Module):
         return torch.stack([self.group.act_output(self.group.inverse(g), y[g]) for g in self.group.elements])
 
     def aggregate(self, views: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Weighted average over the group axis; returns (output, normalised weights (|G|, B))."""
+        """Weighted average over the group axis; returns (output, normalised weights (|G|, B), or
+        (|G|, B, …) when the weighting gives each output coordinate its own, as R-EquiLM's does)."""
         weights = self.weighting(views, features)
         weights = weights / weights.sum(0, keepdim=True)
-        expand = weights.reshape(*weights.shape, *([1] * (views.ndim - 2)))
+        expand = weights.reshape(*weights.shape, *([1] * (views.ndim - weights.ndim)))
         out = (expand * views).sum(0)
         if self.weighting.straight_through and views.requires_grad:
             # only where gradients flow: in float32, mean + (out − mean) loses out's small

@@ -21,12 +21,14 @@ from typing import Any, Callable, Iterable, Iterator
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from .data.fairness import CONTEXTS
 from .data.imagesets import DATASETS, TRANSFORMS
 from .data.scan import ACTIONS, COMMANDS, SPLITS
 from .errors import one_line
 from .groups.image import BY_NAME as IMAGE_GROUPS
 from .models.seq2seq import CELLS
 from .proxy import PROXIES
+from .sequence import DECODINGS
 
 
 class Rule:
@@ -142,6 +144,7 @@ class Text(Rule):
 class Pattern(Rule):
     regex: str
     what: str
+    bad: tuple = ("nosuch", None)  # values the regex refuses, for the bad-value tests
 
     def allows(self, value, cfg):
         return isinstance(value, str) and re.fullmatch(self.regex, value) is not None
@@ -150,23 +153,27 @@ class Pattern(Rule):
         return self.what
 
     def bad_values(self, cfg):
-        return ["nosuch", None]
+        return list(self.bad)
 
 
 @dataclass(frozen=True)
 class ListOf(Rule):
     item: Rule
     nullable: bool = False
+    length: int | None = None  # exactly this many items
 
     def allows(self, value, cfg):
         return (value is None and self.nullable) or (
-            isinstance(value, list) and all(self.item.allows(v, cfg) for v in value))
+            isinstance(value, list) and all(self.item.allows(v, cfg) for v in value)
+            and (self.length is None or len(value) == self.length))
 
     def describe(self, cfg):
-        return f"a list, each {self.item.describe(cfg)}" + (", or null" if self.nullable else "")
+        size = "a list" if self.length is None else f"a list of {self.length}"
+        return f"{size}, each {self.item.describe(cfg)}" + (", or null" if self.nullable else "")
 
     def bad_values(self, cfg):
-        return ["x"] + [[bad] for bad in self.item.bad_values(cfg) if bad is not None]
+        wrong_length = [[]] if self.length else []
+        return ["x"] + wrong_length + [[bad] for bad in self.item.bad_values(cfg) if bad is not None]
 
 
 class Options(Rule):
@@ -199,6 +206,34 @@ class Either(Rule):
         return [v for v in self.first.bad_values(cfg) + self.second.bad_values(cfg) if not self.allows(v, cfg)]
 
 
+@dataclass(frozen=True)
+class TaskChoice(Rule):
+    """A choice only some tasks offer (``options`` by task name); null, the task's own way, everywhere."""
+
+    options: dict[str, tuple]
+
+    def names(self, cfg) -> tuple:
+        return self.options.get(cfg.task.name, ())
+
+    def allows(self, value, cfg):
+        return value is None or value in self.names(cfg)
+
+    def describe(self, cfg):
+        return "one of " + ", ".join(self.names(cfg)) + " or null" if self.names(cfg) else "null"
+
+    def problem(self, key, value, cfg):
+        if self.allows(value, cfg):
+            return None
+        if not self.names(cfg):
+            offered = " or ".join(f"task={t}" for t in self.options)
+            return f"{key}={value!r} is for {offered} only; task {cfg.task.name!r} takes null"
+        return f"unknown {key} {value!r}; choose one of: {', '.join(self.names(cfg))} (or null)"
+
+    def bad_values(self, cfg):
+        return ["nosuch"]
+
+
+WORD = Pattern(r"\S+", "one word without spaces", bad=("two words", "", None))
 COUNT = Number(low=0, integer=True)  # how many; 0 is allowed (e.g. no finetuning)
 SIZE = Number(low=1, integer=True)  # sizes, batch sizes, steps
 SIZE_OR_NULL = Number(low=1, integer=True, nullable=True)  # null: all of them
@@ -225,12 +260,16 @@ def task_proxies(cfg: DictConfig) -> list[str]:
 
 
 LAMBDA_NET = {"lambda_hidden": SIZE, "lambda_layers": SIZE}
+DECODING_TASKS = {"scan": DECODINGS}  # tasks where equitune and λ choose how to decode (method.decoding)
+DECODING = TaskChoice(DECODING_TASKS)
 METHODS: dict[str, dict[str, Rule]] = {
     "vanilla": {},
-    "equitune": {},
-    "equizero": {"proxy": Choice(task_proxies, nullable=True), "straight_through": FLAG},  # null: the task's default
-    "lambda": {**LAMBDA_NET, "lambda_features": Choice(("frozen", "shared"))},  # clip finetuning: which image tower λ reads
-    "canonical_lambda": {**LAMBDA_NET, "extra_rotations": SIZE},
+    "equitune": {"relaxed": FLAG, "decoding": DECODING},  # task=nlg: R-EquiLM
+    "equizero": {"proxy": Choice(task_proxies, nullable=True), "straight_through": FLAG,  # null: the task's default
+                 "relaxed": FLAG},  # task=nlg: R-EquizeroLM
+    "lambda": {**LAMBDA_NET, "lambda_features": Choice(("frozen", "shared")),  # clip finetuning: which image tower λ reads
+               "decoding": DECODING},
+    "canonical_lambda": {**LAMBDA_NET, "lambda_residual": FLAG, "extra_rotations": SIZE},
 }
 TASK_METHODS = ListOf(Choice(tuple(METHODS)))
 
@@ -257,7 +296,7 @@ TASKS: dict[str, dict[str, Rule]] = {
     "synthetic": {
         "methods": TASK_METHODS, "metric": TEXT, "n_train": SIZE, "n_test": SIZE, "batch_size": SIZE,
         "epochs": SIZE, "lr": RATE, "hidden": SIZE, "residual_layers": COUNT, "finite_rotations": SIZE,
-        "canonical_vector": Number(low=0, high=1, integer=True),  # which of the two input vectors
+        "canonicalizer": Choice(("sum", "x1", "x2")),  # whose angle: x1 + x2 (the paper's), or one vector
     },
     "scan": {
         "methods": TASK_METHODS, "metric": TEXT, "split": Choice(tuple(SPLITS)), "download": FLAG,
@@ -289,6 +328,17 @@ TASKS: dict[str, dict[str, Rule]] = {
         **block("finetune", {"steps": COUNT, "eval_every": SIZE, "batch_size": SIZE}),
         "finetune.lr_by_method.*": RATE,
         **block("standin", CLIP_STANDIN),
+    },
+    "nlg": {
+        "methods": TASK_METHODS, "metric": TEXT, "lm": TEXT, "download": FLAG, "context": Choice(tuple(CONTEXTS)),
+        "pairs": ListOf(Choice(lambda cfg: cfg.task.demographics)),
+        "demographics.*.words": ListOf(WORD, length=2),
+        "demographics.*.subject": Pattern(r"[^{}]*\{\}[^{}]*", "a phrase with one {} where the word goes",
+                                          bad=("The person", "{} {}", None)),
+        "demographics.*.word_lists": FLAG, "capitalized": FLAG, "general_words": ListOf(WORD),
+        "samples_per_context": SIZE, "max_new_tokens": SIZE, "top_k": SIZE, "chunk": SIZE,
+        "regard": TEXT, "regard_mask": FLAG, "regard_standin.layers": ListOf(COUNT),
+        "regard_standin.C": ListOf(RATE), "bootstrap": SIZE,
     },
     "cnn": {
         "methods": TASK_METHODS, "metric": TEXT,

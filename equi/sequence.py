@@ -4,16 +4,20 @@ A model here has ``start(src) -> (state, summary)`` and ``step(prev_tokens, stat
 (logits, state)`` (``equi.models.seq2seq.Seq2Seq``; a KV-cached language model fits
 the same two calls). Two ways to make decoding equivariant, both using the one operator:
 
-- sequence level (equizero): ``GreedyDecoder`` is an ordinary model from commands to
-  per-step log-probabilities, so ``EquivariantWrapper(GreedyDecoder(m), group, …)``
-  decodes every view on its own and picks or averages whole sequences;
-- step level (equitune, λ-equitune): ``StepwiseEquivariantDecoder`` applies the
-  operator to the next-token distributions at every step and feeds g·token back to view g.
+- per view (equizero; equitune and λ-equitune as the paper's EquiLSTM, SCAN's
+  ``per_view``): ``GreedyDecoder`` is an ordinary model from commands to per-step
+  log-probabilities, so ``EquivariantWrapper(GreedyDecoder(m), group, …)`` decodes every
+  view on its own, each fed its own tokens, and picks or averages whole sequences;
+- step level (SCAN's ``stepwise``; EquiLM): ``StepwiseEquivariantDecoder`` applies the
+  operator to the next-token distributions (or logits, EquiLM) at every step and feeds
+  g·token back to view g, choosing the token greedily or by sampling.
 
-Training under teacher forcing wraps ``TeacherForced`` with ``pair_group``.
+Training wraps ``TeacherForced`` (or, per view, ``TeacherForcedOrGreedy``) with ``pair_group``.
 """
 
 from __future__ import annotations
+
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -22,6 +26,8 @@ from .groups import FiniteGroup, VocabularyGroup
 from .operator import EquivariantWrapper
 from .proxy import ENDED
 from .weighting import Weighting
+
+DECODINGS = ("per_view", "stepwise")  # SCAN's method.decoding for equitune and λ; the first is the default
 
 
 def after_end(log_p: torch.Tensor, done: torch.Tensor, pad_id: int) -> torch.Tensor:
@@ -34,63 +40,86 @@ def after_end(log_p: torch.Tensor, done: torch.Tensor, pad_id: int) -> torch.Ten
 class GreedyDecoder(nn.Module):
     """Commands (B, S) → log-probabilities (B, T, V) of the greedy output, T ≤ max_len.
 
-    After a sequence emits <eos> its later steps are a certain <pad>, so sequences of
-    different lengths stack and the operator can compare them position by position.
+    The steps after a sequence's <eos> are, by ``ended``: "pad", a certain <pad>, so that
+    whole sequences compare position by position (equizero's proxy skips them); "zeros",
+    all-zero rows, so that an ended view stops voting in an average of log-probabilities
+    (the paper's EquiLSTM).
     """
 
-    def __init__(self, model: nn.Module, eos_id: int, pad_id: int = 0, max_len: int = 50):
+    def __init__(self, model: nn.Module, eos_id: int, pad_id: int = 0, max_len: int = 50, *, ended: str = "pad"):
         super().__init__()
-        self.model, self.eos_id, self.pad_id, self.max_len = model, eos_id, pad_id, max_len
+        if ended not in ("pad", "zeros"):
+            raise ValueError(f"ended must be pad or zeros, got {ended!r}")
+        self.model, self.eos_id, self.pad_id, self.max_len, self.ended = model, eos_id, pad_id, max_len, ended
 
-    def forward(self, src: torch.Tensor) -> torch.Tensor:
+    def forward(self, src: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        """``steps``: decode at most this many (max_len by default)."""
         state, _ = self.model.start(src)
         prev = torch.full((src.shape[0],), self.model.sos_id, dtype=torch.long, device=src.device)
         done = torch.zeros_like(prev, dtype=torch.bool)
-        steps = []
-        for _ in range(self.max_len):
+        rows = []
+        for _ in range(self.max_len if steps is None else steps):
             logits, state = self.model.step(prev, state)
-            log_p = after_end(torch.log_softmax(logits, dim=-1), done, self.pad_id)
-            steps.append(log_p)
+            log_p = torch.log_softmax(logits, dim=-1)
+            if self.ended == "pad":
+                log_p = after_end(log_p, done, self.pad_id)
+            else:
+                log_p = log_p.masked_fill(done.unsqueeze(-1), 0.0)
+            rows.append(log_p)
             prev = log_p.argmax(-1)
             done = done | (prev == self.eos_id)
             if done.all():
                 break
-        return torch.stack(steps, dim=1)
+        return torch.stack(rows, dim=1)
 
 
 class StepwiseEquivariantDecoder(nn.Module):
-    """Greedy decoding with p_t = Σ_g λ(g·x) g⁻¹·p(· | g·x, g·y_<t) / Σ_g λ(g·x) at every step.
+    """Decoding with p_t = Σ_g λ(g·x) g⁻¹·p(· | g·x, g·y_<t) / Σ_g λ(g·x) at every step.
 
-    λ sees the encoder summary of each view (fixed over the steps). Returns the averaged
-    log-probabilities (B, T, V), like GreedyDecoder.
+    λ sees the encoder summary of each view (fixed over the steps). ``average``: "probs" averages
+    the views' next-token distributions (SCAN); "logits" their logits, EquiLM's definition.
+    ``choose(log_p, t)`` picks token t from the averaged log-probabilities (greedy by default;
+    a sampler for language models); view g is fed g·token. A sequence ends at any of
+    ``stop_ids``. Returns the averaged log-probabilities (B, T, V), like GreedyDecoder.
     """
 
     def __init__(self, model: nn.Module, group: VocabularyGroup, weighting: Weighting | None = None,
-                 eos_id: int = 2, pad_id: int = 0, max_len: int = 50):
+                 eos_id: int = 2, pad_id: int = 0, max_len: int = 50, *, average: str = "probs",
+                 choose: Callable[[torch.Tensor, int], torch.Tensor] | None = None, stop_ids: Sequence[int] = ()):
         super().__init__()
+        if average not in ("probs", "logits"):
+            raise ValueError(f"average must be probs or logits, got {average!r}")
         self.model, self.group = model, group
         self.operator = EquivariantWrapper(model, group, weighting)  # for pull_back and aggregate
-        self.eos_id, self.pad_id, self.max_len = eos_id, pad_id, max_len
+        self.eos_id, self.pad_id, self.max_len, self.average = eos_id, pad_id, max_len, average
+        self.choose = choose or (lambda log_p, t: log_p.argmax(-1))
+        self.stop_ids = torch.tensor(sorted({eos_id, *stop_ids}))
 
     def forward(self, src: torch.Tensor) -> torch.Tensor:
+        return self.generate(src)[0]
+
+    def generate(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(averaged log-probabilities (B, T, V), the chosen tokens (B, T))."""
         batch = src.shape[0]
         state, summary = self.model.start(self.group.orbit(src))
         features = summary.reshape(self.group.order, batch, -1)
         prev = torch.full((self.group.order * batch,), self.model.sos_id, dtype=torch.long, device=src.device)
         done = torch.zeros(batch, dtype=torch.bool, device=src.device)
-        steps = []
-        for _ in range(self.max_len):
+        steps, tokens = [], []
+        for t in range(self.max_len):
             logits, state = self.model.step(prev, state)
-            views = self.operator.pull_back(torch.softmax(logits, dim=-1))
-            p, _ = self.operator.aggregate(views, features)
-            log_p = after_end(torch.log(p.clamp_min(1e-30)), done, self.pad_id)
+            scores = torch.softmax(logits, dim=-1) if self.average == "probs" else logits
+            p, _ = self.operator.aggregate(self.operator.pull_back(scores), features)
+            log_p = torch.log(p.clamp_min(1e-30)) if self.average == "probs" else torch.log_softmax(p, dim=-1)
+            log_p = after_end(log_p, done, self.pad_id)
             steps.append(log_p)
-            token = log_p.argmax(-1)
+            token = self.choose(log_p, t)
+            tokens.append(token)
             prev = torch.cat([self.group.act_output_ids(g, token) for g in self.group.elements])
-            done = done | (token == self.eos_id)
+            done = done | torch.isin(token, self.stop_ids.to(token.device))
             if done.all():
                 break
-        return torch.stack(steps, dim=1)
+        return torch.stack(steps, dim=1), torch.stack(tokens, dim=1)
 
 
 class PairAction:
@@ -117,8 +146,8 @@ def pair_group(group: VocabularyGroup, src_len: int) -> FiniteGroup:
 class TeacherForced(nn.Module):
     """[commands | targets] → per-step probabilities (or log-probabilities) under teacher forcing.
 
-    Wrapped by the operator with ``pair_group`` this trains equitune (an average of
-    distributions) and equizero (straight-through over log-probabilities) like decoding.
+    Wrapped by the operator with ``pair_group`` this trains stepwise equitune and λ (an average
+    of distributions) and equizero (straight-through over log-probabilities) like decoding.
     """
 
     def __init__(self, model: nn.Module, src_len: int, log_probs: bool):
@@ -130,12 +159,34 @@ class TeacherForced(nn.Module):
         return torch.log_softmax(logits, -1) if self.log_probs else torch.softmax(logits, -1)
 
 
+class TeacherForcedOrGreedy(nn.Module):
+    """[commands | targets] → per-step log-probabilities over the targets' T steps, teacher-forced
+    with probability ``teacher_forcing``, else the model's own greedy decode with all-zero rows
+    after its <eos> (and up to T). Wrapped with ``pair_group`` it finetunes the paper's EquiLSTM:
+    each view is fed its own target g·y or its own tokens, and the loss is the NLL of the averaged
+    log-softmax. One coin per batch, from a generator of its own, so every rank flips the same."""
+
+    def __init__(self, model: nn.Module, src_len: int, eos_id: int, pad_id: int, teacher_forcing: float, seed: int):
+        super().__init__()
+        self.forced = TeacherForced(model, src_len, log_probs=True)
+        self.greedy = GreedyDecoder(model, eos_id, pad_id, ended="zeros")
+        self.src_len, self.teacher_forcing = src_len, teacher_forcing
+        self.coins = torch.Generator().manual_seed(seed)
+
+    def forward(self, pair: torch.Tensor) -> torch.Tensor:
+        if torch.rand((), generator=self.coins).item() < self.teacher_forcing:
+            return self.forced(pair)
+        width = pair.shape[1] - self.src_len
+        log_p = self.greedy(pair[:, : self.src_len], steps=width)
+        return nn.functional.pad(log_p, (0, 0, 0, width - log_p.shape[1]))  # every view ended: zeros
+
+
 class CommandSummary(nn.Module):
-    """[commands | targets] → the model's encoder summary of the commands: what λ sees in
-    ``StepwiseEquivariantDecoder``, for training λ under teacher forcing. No gradient flows
+    """[commands | targets] (or the commands alone, src_len None) → the model's encoder summary
+    of the commands: what λ sees of each view, in decoding and in training. No gradient flows
     into the model through it (λ is trained with the model frozen, then frozen itself)."""
 
-    def __init__(self, model: nn.Module, src_len: int):
+    def __init__(self, model: nn.Module, src_len: int | None = None):
         super().__init__()
         self.model, self.src_len = model, src_len
 

@@ -1,11 +1,13 @@
 """How much each group view counts: λ(g·x) in the operator.
 
 Uniform λ is equitune, an indicator of the argmin of a proxy loss is equizero, a small
-network is λ-equitune. Each returns non-negative weights of shape (|G|, B); the operator
-normalises them over the group.
+network is λ-equitune. Each returns non-negative weights of shape (|G|, B) (or one per output
+coordinate, (|G|, B, …)); the operator normalises them over the group.
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -28,6 +30,20 @@ class Uniform(Weighting):
 
     def forward(self, outputs, features):
         return outputs.new_ones(outputs.shape[:2])
+
+
+class RelaxedUniform(Weighting):
+    """R-EquiLM (Basu et al. 2023): equitune on every output coordinate except the ``general``
+    ones (token ids such as he, she), which take the identity view alone; weights (|G|, B, V)."""
+
+    def __init__(self, general: Sequence[int]):
+        super().__init__()
+        self.register_buffer("general", torch.as_tensor(sorted(set(general)), dtype=torch.long))
+
+    def forward(self, outputs, features):
+        weights = outputs.new_ones(outputs.shape)
+        weights[1:, ..., self.general.to(outputs.device)] = 0.0  # element 0 is the identity
+        return weights
 
 
 class ProxyArgmin(Weighting):
@@ -59,23 +75,38 @@ class ProxyArgmin(Weighting):
             return (loss <= loss.amin(0, keepdim=True) + self.tie_tol).to(outputs.dtype)
 
 
+class Residual(nn.Module):
+    """x + f(x): a skip connection around one hidden layer."""
+
+    def __init__(self, f: nn.Module):
+        super().__init__()
+        self.f = f
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.f(x)
+
+
 class LambdaNet(Weighting):
     """λ-equitune: λ(g·x) = exp(MLP(features of g·x)), positive by construction.
 
     Fed with the view itself or, when the operator has an encoder, with its features
-    (so the expensive encoder pass is shared with the model).
+    (so the expensive encoder pass is shared with the model). ``residual`` adds a skip
+    connection around each hidden→hidden layer (the paper's λ-network for canonical-λ, app. D.5).
     """
 
-    def __init__(self, in_features: int, hidden: int = 100, layers: int = 2):
+    def __init__(self, in_features: int, hidden: int = 100, layers: int = 2, residual: bool = False):
         super().__init__()
         if layers < 1:
             raise ValueError(f"a λ-network needs at least one layer, got {layers}")
         dims = [in_features] + [hidden] * (layers - 1) + [1]
         blocks: list[nn.Module] = [nn.Flatten()]
         for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
-            blocks.append(nn.Linear(d_in, d_out))
-            if i < len(dims) - 2:
-                blocks.append(nn.ReLU())
+            if i == len(dims) - 2:
+                blocks.append(nn.Linear(d_in, d_out))
+            elif residual and i > 0:
+                blocks.append(Residual(nn.Sequential(nn.Linear(d_in, d_out), nn.ReLU())))
+            else:
+                blocks += [nn.Linear(d_in, d_out), nn.ReLU()]
         self.net = nn.Sequential(*blocks)
         self.in_features = in_features
 

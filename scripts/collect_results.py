@@ -68,6 +68,19 @@ def load(runs: Path, task: str | None, include_fast: bool, paper_rows: bool, whe
     return records
 
 
+def figure_parser(doc: str, figures) -> argparse.ArgumentParser:
+    """The options of a figure script: which figure, which runs (--runs, --where, --include-fast),
+    where figures and tables go."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("figure", choices=sorted(figures))
+    parser.add_argument("--runs", type=Path, default=REPO / "outputs" / "runs")
+    parser.add_argument("--where", action="append", default=[], help="config.key=value (repeatable)")
+    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "figures")
+    parser.add_argument("--tables", type=Path, default=REPO / "outputs" / "tables")
+    parser.add_argument("--include-fast", action="store_true", help="also fast=true runs (smoke tests)")
+    return parser
+
+
 def stats(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single seed)."""
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0

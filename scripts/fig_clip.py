@@ -11,7 +11,6 @@ markdown table with the paper's numbers beside ours (read off its plots, ±0.5).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -23,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from collect_results import REPO, load, mean_std, stats  # noqa: E402
+from collect_results import figure_parser, load, mean_std, stats  # noqa: E402
 
 from equi.data import imagesets  # noqa: E402
 from equi.errors import UserError  # noqa: E402
@@ -226,13 +225,7 @@ def orderings(groups: dict, models: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("figure", choices=sorted(FIGURES))
-    parser.add_argument("--runs", type=Path, default=REPO / "outputs" / "runs")
-    parser.add_argument("--where", action="append", default=[], help="config.key=value (repeatable)")
-    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "figures")
-    parser.add_argument("--tables", type=Path, default=REPO / "outputs" / "tables")
-    parser.add_argument("--include-fast", action="store_true", help="also fast=true runs (smoke tests)")
+    parser = figure_parser(__doc__, FIGURES)
     parser.add_argument("--models", help="only these models (comma-separated open_clip names, or standin)")
     args = parser.parse_args(argv)
     dataset, what = FIGURES[args.figure]

@@ -30,7 +30,8 @@ def main() -> int:
     parser.add_argument("--png", type=Path, default=REPO / "outputs" / "figures" / "fig_scan_fewshot.png")
     parser.add_argument("--table", type=Path, default=REPO / "outputs" / "tables" / "fig_scan_fewshot.md")
     args = parser.parse_args()
-    records = load(args.runs, "scan", False, False, [f"task.cell={args.cell}", f"task.split={args.split}", "task.limit=None"])
+    where = [f"task.cell={args.cell}", f"task.split={args.split}", "task.limit=None", "method.decoding!=stepwise"]
+    records = load(args.runs, "scan", False, False, where)  # equitune: the paper's per_view decoding
     curves: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
         curves[r["method"]][r["config"]["task"]["finetune"]["examples"]].append(r["metrics"]["test_accuracy"])

@@ -5,6 +5,8 @@ import sys
 
 import pytest
 
+from omegaconf import open_dict
+
 from equi.config import GROUPS, check_cli, choices, compose_config, run_key
 
 from .conftest import REPO
@@ -72,6 +74,22 @@ def test_run_key_ignores_hardware_and_logger_but_not_settings():
     assert run_key(compose_config(["hardware=cuda"])) != base  # bf16 changes the numbers
     assert run_key(compose_config(["seed=1"])) != base
     assert run_key(compose_config(["method.extra_rotations=2"])) != base
+
+
+def test_method_decoding_enters_the_run_key_of_scan_runs_only():
+    """Added for SCAN (issue 11): other tasks' equitune and λ runs keep the keys they had without it,
+    while SCAN's get a key per decoding, none of them the key of the runs made before it existed."""
+    def key_without_decoding(cfg):
+        with open_dict(cfg):
+            del cfg.method.decoding
+        return run_key(cfg)
+
+    for task, method in [("cnn", "equitune"), ("clip", "lambda"), ("dqn", "equitune"), ("synthetic", "lambda")]:
+        cfg = compose_config([f"task={task}", f"method={method}"])
+        assert run_key(cfg) == key_without_decoding(cfg.copy()), (task, method)
+    for method in ("equitune", "lambda"):
+        scan = [compose_config(["task=scan", f"method={method}", f"method.decoding={d}"]) for d in ("null", "stepwise")]
+        assert len({run_key(scan[0]), run_key(scan[1]), key_without_decoding(scan[0].copy())}) == 3
 
 
 def run_cli(*args):

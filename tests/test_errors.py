@@ -119,6 +119,9 @@ def test_every_launcher_key_has_a_rule_and_bad_values_are_one_line(launcher):
     (["seed=0,1,-2"], "seed must be an integer in [0, 4294967295], got -2"),  # every sweep value is checked
     (["~task.epochs"], "task.epochs is missing; it must be an integer ≥ 1"),
     (["experiment=scan_lstm_vanilla", "task.split=simple"], "paper does not resolve: Interpolation key 'paper_by_split.simple'"),
+    (["task=scan", "method=lambda", "method.decoding=paper"],
+     "unknown method.decoding 'paper'; choose one of: per_view, stepwise (or null)"),
+    (["task=cnn", "method=equitune", "method.decoding=stepwise"], "method.decoding='stepwise' is for task=scan only; task 'cnn' takes null"),
 ])
 def test_bad_values_on_the_command_line_are_one_line(overrides, message):
     problem = check_cli(overrides)

@@ -1,5 +1,7 @@
 """SCAN: the loader against the release files, the word swaps, equivariant decoding."""
 
+import math
+
 import pytest
 import torch
 
@@ -8,8 +10,9 @@ from equi.data import scan as data
 from equi.errors import ConfigError, MissingAssetError
 from equi.experiment import execute
 from equi.models.gseq2seq import Tied, orbit_index
+from equi.sequence import StepwiseEquivariantDecoder
 from equi.tasks import scan
-from equi.weighting import LambdaNet
+from equi.weighting import LambdaNet, Uniform
 
 RELEASE_COUNTS = {  # lines of the official release files (train, test)
     "simple": (16728, 4182),
@@ -81,15 +84,18 @@ def test_the_swap_is_a_symmetry_of_scan(shared_data, split):
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
-@pytest.mark.parametrize("method", ["equitune", "equizero", "lambda"])
+@pytest.mark.parametrize("method", ["equitune", "equizero", "lambda", "equitune stepwise", "lambda stepwise"])
 def test_equivariant_decoding_swaps_the_decoded_actions(shared_data, cell, method):
-    """Transforming the command transforms the decoded action sequence (random weights)."""
+    """Transforming the command transforms the decoded action sequence (random weights), under
+    either decoding of equitune and λ (per_view, the default, or stepwise)."""
     torch.manual_seed(0)
     task = compose_config(["task=scan", f"task.cell={cell}", "task.hidden=16"]).task
     model = scan.new_model(task).eval()
     group = scan.swap_group(task)
-    lam = LambdaNet(16, hidden=8) if method == "lambda" else None
-    decode = scan.decoder(compose_config([f"method={method}"]).method, model, group, task, lam)
+    name, *decoding = method.split()
+    lam = LambdaNet(16, hidden=8) if name == "lambda" else None
+    method_cfg = compose_config(["task=scan", f"method={name}", *(f"method.decoding={d}" for d in decoding)]).method
+    decode = scan.decoder(method_cfg, model, group, task, lam)
     _, test = data.load_split(shared_data / "scan", "add_jump")
     src, _ = test.subset(range(0, 7706, 97)).tensors()
     with torch.no_grad():
@@ -99,6 +105,141 @@ def test_equivariant_decoding_swaps_the_decoded_actions(shared_data, cell, metho
     vanilla = scan.GreedyDecoder(model, data.EOS_OUT)
     with torch.no_grad():
         assert not torch.equal(vanilla(group.act_input(1, src)).argmax(-1), group.act_output_ids(1, vanilla(src).argmax(-1)))
+
+
+def small_scan_model(cell="lstm", *overrides):
+    torch.manual_seed(0)
+    task = compose_config(["task=scan", f"task.cell={cell}", "task.hidden=16", *overrides]).task
+    return scan.new_model(task).eval(), scan.swap_group(task), task
+
+
+def decode_alone(model, command, max_len=50):
+    """The paper's EquiLSTM view, one command at a time: its log-softmax rows, fed its own greedy
+    tokens, up to and including its <eos>."""
+    state, _ = model.start(command[None])
+    prev, rows = torch.tensor([model.sos_id]), []
+    for _ in range(max_len):
+        logits, state = model.step(prev, state)
+        rows.append(torch.log_softmax(logits[0], -1))
+        prev = rows[-1].argmax()[None]
+        if prev.item() == data.EOS_OUT:
+            break
+    return torch.stack(rows)
+
+
+def paper_average(model, group, command, weights):
+    """Σ_g w_g g⁻¹·(view g's rows), each view's rows padded with zeros after its <eos>."""
+    ids = torch.arange(len(data.ACTIONS))
+    views = [decode_alone(model, group.act_input(g, command[None])[0]) for g in group.elements]
+    length = max(len(v) for v in views)
+    # view g's token g·u is token u of the original world: column u of g⁻¹·rows is column g·u of rows
+    back = [torch.cat([v, v.new_zeros(length - len(v), v.shape[1])])[:, group.act_output_ids(g, ids)]
+            for g, v in zip(group.elements, views)]
+    return sum(w * b for w, b in zip(weights, back))
+
+
+@pytest.mark.parametrize("method", ["equitune", "lambda"])
+def test_per_view_decoding_is_the_papers_average_of_separately_decoded_views(shared_data, method):
+    """The default decoding of equitune and λ against a loop over commands and views written out here:
+    each view decodes alone, its rows after <eos> are zeros, the rows are mapped back and averaged."""
+    model, group, task = small_scan_model()
+    lam = LambdaNet(16, hidden=8) if method == "lambda" else None
+    decode = scan.decoder(compose_config(["task=scan", f"method={method}"]).method, model, group, task, lam)
+    _, test = data.load_split(shared_data / "scan", "add_jump")
+    src, _ = test.subset(range(0, 7706, 389)).tensors()
+    with torch.no_grad():
+        out = decode(src)
+        for row, command in enumerate(src):
+            if lam is None:
+                weights = [0.5, 0.5]
+            else:
+                summaries = torch.cat([model.start(group.act_input(g, command[None]))[1] for g in group.elements])
+                weights = torch.softmax(lam.net(summaries)[:, 0], 0)
+            expected = paper_average(model, group, command, weights)
+            assert torch.allclose(out[row, : len(expected)], expected, atol=1e-5)
+            assert not out[row, len(expected):].any()  # every view ended: no votes
+            assert data.decode(out[row].argmax(-1)) == data.decode(expected.argmax(-1))
+
+
+class NextTokenTable(torch.nn.Module):
+    """A decoder that ignores the command: the next token's logits depend on the previous token only."""
+
+    sos_id = data.SOS_ID
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = logits
+
+    def start(self, src):
+        return None, torch.zeros(src.shape[0], 1)
+
+    def step(self, prev, state):
+        return self.logits[prev], state
+
+
+def test_method_decoding_switches_equitune_between_per_view_and_stepwise():
+    """From <sos> the model says I_JUMP (0.6) or I_WALK (0.4); after I_JUMP or I_RUN it ends, after
+    I_WALK it says I_LOOK. Per view, each view says its I_JUMP and ends; averaged back, I_WALK wins
+    step 1 and <eos> step 2. Stepwise, the average (I_JUMP .3, I_RUN .3, I_WALK .4) feeds I_WALK to
+    both views, which go on to I_LOOK."""
+    a = {w: data.ACTIONS.index(w) for w in data.ACTIONS}
+    logits = torch.full((len(data.ACTIONS),) * 2, -20.0)
+    logits[:, data.EOS_OUT] = 0.0
+    logits[data.SOS_ID, data.EOS_OUT] = -20.0
+    logits[data.SOS_ID, a["I_JUMP"]], logits[data.SOS_ID, a["I_WALK"]] = math.log(0.6), math.log(0.4)
+    logits[a["I_WALK"], data.EOS_OUT], logits[a["I_WALK"], a["I_LOOK"]] = -20.0, 0.0
+    model, task = NextTokenTable(logits), compose_config(["task=scan"]).task
+    group = scan.swap_group(task)
+    src = data.encode([["jump"]], data.COMMANDS, data.EOS_IN)
+
+    def decoded(*overrides):
+        method = compose_config(["task=scan", "method=equitune", *overrides]).method
+        return scan.decoder(method, model, group, task)(src)
+
+    default, per_view, stepwise = decoded(), decoded("method.decoding=per_view"), decoded("method.decoding=stepwise")
+    assert torch.equal(default, per_view)  # null is per_view, the paper's
+    assert torch.equal(stepwise, StepwiseEquivariantDecoder(model, group, Uniform(), data.EOS_OUT, data.PAD_ID)(src))
+    assert data.decode(per_view[0].argmax(-1)) == ["I_WALK"]
+    assert data.decode(stepwise[0].argmax(-1)) == ["I_WALK", "I_LOOK"]
+
+
+def test_per_view_training_is_the_nll_of_the_averaged_log_softmax_teacher_forced_or_not(shared_data):
+    """Per view, the training net gives the averaged log-softmax: teacher-forced (each view fed g·y)
+    or, on the other side of the coin, the per_view decode itself; stepwise averages distributions."""
+    _, test = data.load_split(shared_data / "scan", "add_jump")
+    src, tgt = test.subset(range(0, 7706, 331)).tensors()
+    pairs, ids = torch.cat([src, tgt], 1), torch.arange(len(data.ACTIONS))
+
+    def net(teacher_forcing, *overrides):
+        model, group, task = small_scan_model("lstm", f"task.pretrain.teacher_forcing={teacher_forcing}")
+        method = compose_config(["task=scan", "method=equitune", *overrides]).method
+        return scan.teacher_forced(method, model, group, src.shape[1], task, None, seed=0), model, group, task
+
+    forced, model, group, task = net(1.0)
+    with torch.no_grad():
+        views = [torch.log_softmax(model(group.act_input(g, src), group.act_output_ids(g, tgt), True), -1)
+                 for g in group.elements]
+        expected = sum(v[..., group.act_output_ids(g, ids)] for g, v in zip(group.elements, views)) / 2
+        assert torch.allclose(forced(pairs), expected, atol=1e-5)
+        free = net(0.0)[0](pairs)
+        decoded = scan.decoder(compose_config(["task=scan", "method=equitune"]).method, model, group, task)(src)
+        steps = min(decoded.shape[1], tgt.shape[1])
+        assert free.shape == expected.shape and torch.allclose(free[:, :steps], decoded[:, :steps], atol=1e-5)
+        assert not free[:, steps:].any()
+        stepwise = net(1.0, "method.decoding=stepwise")[0](pairs)
+        averaged = sum(v.exp()[..., group.act_output_ids(g, ids)] for g, v in zip(group.elements, views)) / 2
+        assert torch.allclose(stepwise, averaged, atol=1e-5)
+
+
+def test_per_view_finetuning_moves_the_model(shared_data):
+    """Its loss is the NLL of the averaged log-softmax itself (a log taken of it again would be flat)."""
+    cfg = compose_config(["task=scan", "method=equitune", "task.hidden=16", "task.finetune.examples=64"])
+    model, group = scan.new_model(cfg.task).eval(), scan.swap_group(cfg.task)
+    train, _ = data.load_split(shared_data / "scan", "add_jump")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    scan.train_through(cfg.method, model, group, train.subset(range(200)), cfg.task, cfg.task.finetune, model, 0, "cpu", "ft")
+    moved = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+    assert "out.weight" in moved and "encoder.weight_ih_l0" in moved
 
 
 def test_missing_data_is_one_line_naming_the_path(tmp_path):
@@ -118,9 +259,11 @@ def test_unknown_words_and_splits_are_named():
 
 def test_fast_runs_share_the_cached_pretrained_model(tmp_path, shared_data, monkeypatch):
     monkeypatch.setenv("EQUI_DATA", str(shared_data))
-    records = [execute(compose_config(["task=scan", f"method={m}", "fast=true", "logger=none"]), tmp_path / m)
-               for m in ("vanilla", "equitune", "equizero", "lambda")]
-    assert [r["metrics"]["weights"] for r in records] == ["trained", "cache", "cache", "cache"]
+    runs = ["vanilla", "equitune", "equizero", "lambda", "equitune stepwise"]
+    records = [execute(compose_config(["task=scan", f"method={m.split()[0]}", "fast=true", "logger=none",
+                                       *(f"method.decoding={d}" for d in m.split()[1:])]), tmp_path / m.replace(" ", "-"))
+               for m in runs]
+    assert [r["metrics"]["weights"] for r in records] == ["trained", "cache", "cache", "cache", "cache"]
     assert all(0.0 <= r["metrics"]["test_accuracy"] <= 100.0 for r in records)
 
 
@@ -153,8 +296,10 @@ def test_finetuning_runs_through_each_method_and_keeps_the_cache(tmp_path, share
     execute(compose_config(base + ["method=vanilla"]), tmp_path / "zero-shot")
     cache = next((tmp_path / "outputs" / "cache" / "scan").glob("*.pt"))
     before = cache.read_bytes()
-    for method in ("vanilla", "equitune", "equizero", "lambda"):
-        record = execute(compose_config(base + [f"method={method}", "task.finetune.examples=64"]), tmp_path / method)
+    for method in ("vanilla", "equitune", "equizero", "lambda", "equitune stepwise", "lambda stepwise"):
+        name, *decoding = method.split()
+        overrides = [f"method={name}", "task.finetune.examples=64", *(f"method.decoding={d}" for d in decoding)]
+        record = execute(compose_config(base + overrides), tmp_path / method.replace(" ", "-"))
         assert record["metrics"]["finetune_examples"] == 64 and record["metrics"]["weights"] == "cache"
     assert cache.read_bytes() == before
 

@@ -4,12 +4,12 @@ from .base import FiniteGroup, ScorePermutation, IdPermutation, TrivialAction, c
 from .image import flip, identity, rot180, rot90, rot90_flip
 from .rl import StateActionGroup, grid_rotations, reflection, state_action_group
 from .so2 import SO2, VectorAngle, rotate
-from .vocab import VocabularyGroup, vocabulary_cycles
+from .vocab import VocabularyGroup, token_swaps, vocabulary_cycles
 
 __all__ = [
     "FiniteGroup", "ScorePermutation", "IdPermutation", "TrivialAction", "cyclic_table", "dihedral_table",
     "flip", "identity", "rot180", "rot90", "rot90_flip",
     "StateActionGroup", "grid_rotations", "reflection", "state_action_group",
     "SO2", "VectorAngle", "rotate",
-    "VocabularyGroup", "vocabulary_cycles",
+    "VocabularyGroup", "token_swaps", "vocabulary_cycles",
 ]

@@ -58,16 +58,17 @@ class SO2:
 
 
 class VectorAngle(torch.nn.Module):
-    """A fixed SO(2)-equivariant canonicalizer: the angle of the index-th input vector.
+    """A fixed SO(2)-equivariant canonicalizer: the angle of the sum of the chosen input vectors.
 
-    Equivariance: rotating the input by φ adds φ to the angle, so rotating back by it
-    gives the same canonical input whatever the input's orientation.
+    Equivariance: rotating the input by φ rotates the sum too and adds φ to its angle, so
+    rotating back by it gives the same canonical input whatever the input's orientation.
+    ``VectorAngle(0)`` is the angle of x1 alone; ``VectorAngle((0, 1))`` that of x1 + x2.
     """
 
-    def __init__(self, index: int = 0):
+    def __init__(self, indices: int | tuple[int, ...] = 0):
         super().__init__()
-        self.index = index
+        self.indices = (indices,) if isinstance(indices, int) else tuple(indices)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        v = x[:, self.index]
+        v = x[:, list(self.indices)].sum(1)
         return torch.atan2(v[..., 1], v[..., 0])

@@ -15,6 +15,7 @@ RUNNERS = {
     "clip": "equi.tasks.clip",
     "cnn": "equi.tasks.cnn",
     "dqn": "equi.tasks.dqn",
+    "nlg": "equi.tasks.nlg",
     "scan": "equi.tasks.scan",
     "synthetic": "equi.tasks.synthetic",
 }

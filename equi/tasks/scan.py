@@ -1,8 +1,10 @@
 """SCAN: pretrained seq2seq models made equivariant to a word swap (paper Table 2).
 
-vanilla decodes greedily; equitune averages the back-swapped next-token distributions
-of both views at every step; equizero decodes both views and keeps the sequence with
-the lowest proxy loss (negative max probability over the whole sequence). With
+vanilla decodes greedily; equizero decodes both views and keeps the sequence with the lowest
+proxy loss (negative max probability over the whole sequence). Equitune and λ-equitune decode
+by method.decoding: per_view (the default, the paper's EquiLSTM) decodes each view on its own
+and averages the back-swapped per-step log-softmax; stepwise averages the views' next-token
+distributions at every step and feeds the one chosen token to both. With
 task.finetune.examples > 0 the pretrained model is first finetuned through the method.
 """
 
@@ -22,7 +24,8 @@ from ..groups import VocabularyGroup, vocabulary_cycles
 from ..models.gseq2seq import GSeq2Seq
 from ..models.seq2seq import Seq2Seq
 from ..operator import EquivariantWrapper
-from ..sequence import CommandSummary, GreedyDecoder, StepwiseEquivariantDecoder, TeacherForced, pair_group
+from ..sequence import (DECODINGS, CommandSummary, GreedyDecoder, StepwiseEquivariantDecoder, TeacherForced,
+                        TeacherForcedOrGreedy, pair_group)
 from ..weighting import Featurized, Weighting
 
 
@@ -83,27 +86,40 @@ def pretrain(model: Seq2Seq, train: data.Pairs, settings: DictConfig, seed: int,
     optimise(model, batch_loss, len(train), settings, seed, desc)
 
 
+def decoding(method: DictConfig) -> str | None:
+    """How equitune and λ decode (method.decoding, null meaning per_view); None for the methods
+    that decode one way (vanilla, equizero)."""
+    if method.name not in ("equitune", "lambda"):
+        return None
+    return method.get("decoding") or DECODINGS[0]
+
+
 def teacher_forced(method: DictConfig, model: Seq2Seq, group: VocabularyGroup, src_len: int, task: DictConfig,
-                   lam: Weighting | None) -> nn.Module:
-    """[commands | targets] → per-step probabilities (equitune, λ: averaged distributions) or
-    log-probabilities (vanilla, equizero with the straight-through estimator), through the
-    method's operator. λ sees each view's command summary, as in decoding."""
+                   lam: Weighting | None, seed: int) -> nn.Module:
+    """[commands | targets] → per-step scores through the method's operator. per_view (the paper's):
+    the averaged log-softmax, teacher-forced or decoded per view by a coin of
+    task.pretrain.teacher_forcing. Otherwise teacher-forced: averaged distributions (stepwise) or
+    log-probabilities (vanilla, equizero with the straight-through estimator). λ sees each view's
+    command summary."""
     pairs = pair_group(group, src_len)
+    scheme = decoding(method)
+    if scheme == "per_view":
+        net = TeacherForcedOrGreedy(model, src_len, data.EOS_OUT, data.PAD_ID, task.pretrain.teacher_forcing, seed)
+    else:
+        net = TeacherForced(model, src_len, log_probs=scheme != "stepwise")
     if method.name == "lambda":
-        return EquivariantWrapper(TeacherForced(model, src_len, log_probs=False), pairs,
-                                  Featurized(lam, CommandSummary(model, src_len)))
-    net = TeacherForced(model, src_len, log_probs=method.name != "equitune")
+        return EquivariantWrapper(net, pairs, Featurized(lam, CommandSummary(model, src_len)))
     return methods.wrap(method, net, group=pairs, invariant=False, default_proxy=task.default_proxy)
 
 
 def train_through(method: DictConfig, model: Seq2Seq, group: VocabularyGroup, train: data.Pairs, task: DictConfig,
                   settings: DictConfig, params: nn.Module, seed: int, device, desc: str, lam: Weighting | None = None) -> None:
-    """Teacher-forced training of `params` (the model when finetuning, λ in λ-equitune's first
-    stage) through the method's operator; NLL of the target tokens, padding ignored."""
+    """Training of `params` (the model when finetuning, λ in λ-equitune's first stage) through
+    the method's operator (see teacher_forced); NLL of the target tokens, padding ignored."""
     src, tgt = (t.to(device) for t in train.tensors())
     pairs, src_len = torch.cat([src, tgt], dim=1), src.shape[1]
-    net = distributed.wrap_ddp(teacher_forced(method, model, group, src_len, task, lam))
-    probabilities = method.name in ("equitune", "lambda")
+    net = distributed.wrap_ddp(teacher_forced(method, model, group, src_len, task, lam, seed))
+    probabilities = decoding(method) == "stepwise"
     loss_fn = nn.NLLLoss(ignore_index=data.PAD_ID)
 
     def batch_loss(idx, gen):
@@ -132,13 +148,18 @@ def pretrained(task: DictConfig, train: data.Pairs, seed: int, ctx: RunContext) 
 
 def decoder(method: DictConfig, model: Seq2Seq, group: VocabularyGroup, task: DictConfig,
             lam: Weighting | None = None) -> nn.Module:
-    """Commands → per-step log-probabilities, made equivariant as the method says."""
+    """Commands → per-step log-probabilities, made equivariant as the method says; per_view
+    equitune, λ and equizero all wrap the one greedy decoder in the operator."""
     if method.name == "lambda" and lam is None:
         raise ValueError("λ-equitune decodes with a trained λ-network: pass lam")
-    if method.name in ("equitune", "lambda"):
+    scheme = decoding(method)
+    if scheme == "stepwise":
         weighting = lam if method.name == "lambda" else methods.weighting_for(method)
         return StepwiseEquivariantDecoder(model, group, weighting, data.EOS_OUT, data.PAD_ID, task.max_len)
-    greedy = GreedyDecoder(model, data.EOS_OUT, data.PAD_ID, task.max_len)
+    ended = "zeros" if scheme == "per_view" else "pad"  # zeros: an ended view stops voting in the average
+    greedy = GreedyDecoder(model, data.EOS_OUT, data.PAD_ID, task.max_len, ended=ended)
+    if method.name == "lambda":
+        return EquivariantWrapper(greedy, group, Featurized(lam, CommandSummary(model)))
     return methods.wrap(method, greedy, group=group, invariant=False, default_proxy=task.default_proxy)
 
 
