@@ -24,7 +24,7 @@ from equi.tasks import cnn
 from .conftest import REPO
 
 TINY = ["task=synthetic", "fast=true", "logger=none", "hardware.threads=1"]
-SLOW = TINY[:-1] + ["task.epochs=40"]  # a few seconds per run, so that a run can be caught midway
+SLOW = TINY[:-1] + ["task.fast.epochs=6"]  # a few seconds per run, so that a run can be caught midway (fast: sets task.epochs)
 FIT = OmegaConf.create({"epochs": 1, "examples_per_epoch": None, "batch_size": 16, "optimizer": "sgd", "lr": 0.05,
                         "schedule": "constant", "weight_decay": 0.0, "label_smoothing": 0.0})
 
@@ -129,7 +129,7 @@ def test_killed_sweep_resumes_without_recomputing(tmp_path):
 
 
 def test_two_runs_of_one_key_at_once_give_one_result(tmp_path):
-    command = [sys.executable, "run.py", *SLOW, "task.epochs=100"]
+    command = [sys.executable, "run.py", *SLOW, "task.fast.epochs=15"]  # outlasts the second process's start-up
     both = [subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for _ in range(2)]
     outs = [run.communicate(timeout=120)[0] for run in both]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -67,7 +68,12 @@ def smollm2(cache_dir: Path):
         tmp = copy.with_name(f".{copy.name}.{os.getpid()}.tmp")
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        tmp.rename(copy)
+        try:
+            tmp.rename(copy)
+        except OSError:  # another process (a DDP rank) saved it first
+            shutil.rmtree(tmp)
+            if not (copy / "config.json").is_file():
+                raise
     return local(copy)
 
 
