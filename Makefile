@@ -7,7 +7,7 @@ SEEDS ?= 0,1,2,3,4
 SET_SIZES ?= 2,4,8
 ARGS ?=            # extra overrides for every run, e.g. ARGS="hardware=cuda logger=none"
 
-.PHONY: setup run test table-d5 fig2 table2 table-scan-gru table-scan-rnn table-scan-finetune table-scan-g table-scan-lambda fig-scan-fewshot pretrain-cnn fig-cnn pretrain-clip fig7 fig4 fig8 fig5a fig11a fig12 fig-clip-offline table1 fig3 fig9 tables-nlg-samples bench bench-precision bench-scan bench-nlg clean-runs
+.PHONY: setup run test table-d5 fig2 fig2-budget table2 table-scan-gru table-scan-rnn table-scan-finetune table-scan-g table-scan-lambda fig-scan-fewshot pretrain-cnn fig-cnn fig-cnn-paper pretrain-clip fig7 fig4 fig8 fig5a fig11a fig12 fig-clip-offline table1 fig3 fig9 tables-nlg-samples bench bench-precision bench-scan bench-nlg clean-runs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,16 @@ table-d5: setup
 fig2: setup
 	$(PY) run.py -m task=dqn task.env=gridworld,cartpole,acrobot method=vanilla,equitune,equizero seed=$(SEEDS) $(ARGS)
 	$(PY) scripts/fig2.py
+
+## When symmetrising a DQN pays off: the same three methods over pretraining budgets (steps of DQN
+## training, DQN_BUDGETS), BUDGET_SEEDS seeds, one panel per environment; `make fig2` keeps the paper's budgets.
+DQN_BUDGETS ?= 10000,20000,50000,100000
+BUDGET_SEEDS ?= $(SEEDS)
+fig2-budget: setup
+	for env in gridworld cartpole acrobot; do \
+	  $(PY) run.py -m task=dqn task.env=$$env task.envs.$$env.timesteps=$(DQN_BUDGETS) method=vanilla,equitune,equizero seed=$(BUDGET_SEEDS) $(ARGS) || exit 1; \
+	done
+	$(PY) scripts/fig2.py --budget
 
 ## Paper Table 2: SCAN zero-shot LSTM / EquiLSTM / EquizeroLSTM on Add Jump and Around Right, 3 seeds.
 ## EquiLSTM rows decode per view (the paper's); "EquiLSTM stepwise" rows are ours (method.decoding=stepwise).
@@ -89,10 +99,27 @@ CNN_EPOCHS ?= 2
 CNN_EXAMPLES ?= 2000
 CNN_EVAL ?= 200
 CNN_SETTINGS = task.finetune.epochs=$(CNN_EPOCHS) task.finetune.examples_per_epoch=$(CNN_EXAMPLES) task.lambda_stage.examples_per_epoch=$(CNN_EXAMPLES) task.eval_per_class=$(CNN_EVAL)
-fig-cnn: pretrain-cnn
+## `make fig-cnn` draws both protocols: ours (fig_cnn.png) and the paper's (fig_cnn_paper.png, below).
+fig-cnn: pretrain-cnn fig-cnn-paper
 	$(PY) run.py -m task=cnn task.model=resnet18,alexnet method=vanilla,equitune,lambda task.finetune.layers=all,last2 seed=$(CNN_SEEDS) $(CNN_SETTINGS) $(ARGS)
 	$(PY) run.py -m task=cnn task.model=resnet18,alexnet method=equizero method.proxy=entropy,neg_max_prob task.finetune.layers=all,last2 seed=$(CNN_SEEDS) $(CNN_SETTINGS) $(ARGS)
 	$(PY) scripts/fig_cnn.py --where task.finetune.epochs=$(CNN_EPOCHS) --where task.finetune.examples_per_epoch=$(CNN_EXAMPLES) --where task.eval_per_class=$(CNN_EVAL)
+
+## Figures 5b/11b as the paper's code runs them (task.protocol=paper): the trunk frozen, a new head
+## (and λ-network) trained through each method from the first step, batch 4, SGD 1e-3, on cached
+## features of the 4 quarter turns. Also the paper's "max probability" equizero as its code computes
+## it (argmin: the least confident view, labelled so). Offline the trunks are our upright-CIFAR-10
+## networks, not ImageNet's. CNN_PAPER_EXAMPLES=null is the paper's 50,000 images per epoch.
+## The paper's test-from-train bug: ARGS="task.paper_protocol.bugs.test_from_train=true".
+CNN_PAPER_SEEDS ?= 0,1,2
+CNN_PAPER_EPOCHS ?= 10
+CNN_PAPER_EXAMPLES ?= null
+CNN_PAPER = task=cnn task.protocol=paper task.model=resnet18,alexnet seed=$(CNN_PAPER_SEEDS) task.paper_protocol.epochs=$(CNN_PAPER_EPOCHS) task.paper_protocol.examples_per_epoch=$(CNN_PAPER_EXAMPLES)
+fig-cnn-paper: pretrain-cnn
+	$(PY) run.py -m $(CNN_PAPER) method=vanilla,equitune,lambda $(ARGS)
+	$(PY) run.py -m $(CNN_PAPER) method=equizero method.proxy=entropy,neg_max_prob $(ARGS)
+	$(PY) run.py -m $(CNN_PAPER) method=equizero method.proxy=neg_max_prob task.paper_protocol.bugs.argmin_max_prob=true $(ARGS)
+	$(PY) scripts/fig_cnn.py --protocol paper --where task.paper_protocol.epochs=$(CNN_PAPER_EPOCHS) --where task.paper_protocol.examples_per_epoch=$(subst null,None,$(CNN_PAPER_EXAMPLES))
 
 ## CLIP (paper §5.2.1). Real weights and data: each target first checks that every model's weights
 ## and the dataset are there (one line naming what is missing, before any work). Transforms: the

@@ -33,15 +33,26 @@ def choices(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
+# Keys added after runs were recorded, each with when it leaves the numbers as they were (its
+# default, or a task that ignores it): then it stays out of the run key, so earlier runs keep
+# their keys and a rerun still finds them.
+ADDED_KEYS = {
+    "method.relaxed": lambda cfg: not OmegaConf.select(cfg, "method.relaxed", default=False),  # nlg's R- variants
+    "method.decoding": lambda cfg: cfg.task.name not in schema.DECODING_TASKS,  # scan only
+    "task.protocol": lambda cfg: OmegaConf.select(cfg, "task.protocol", default="ours") == "ours",  # cnn
+    "task.paper_protocol": lambda cfg: OmegaConf.select(cfg, "task.protocol", default="ours") == "ours",
+}
+
+
 def run_key(cfg: DictConfig) -> str:
     """Hash of everything that changes a run's numbers (not logging or labels, nor hardware: the
     device and the process count leave the numbers as they are up to rounding). Mixed precision
     does not: bf16/fp16 runs get their own key, fp32 ones keep the key they always had."""
     content = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in NOT_IN_RUN_KEY}
-    if not OmegaConf.select(cfg, "method.relaxed", default=False):
-        content.get("method", {}).pop("relaxed", None)  # added for nlg: other runs keep their keys
-    if cfg.task.name not in schema.DECODING_TASKS:
-        content.get("method", {}).pop("decoding", None)  # added for scan: other tasks' runs keep their keys
+    for path, as_before in ADDED_KEYS.items():
+        if as_before(cfg):
+            group, key = path.split(".", 1)
+            content.get(group, {}).pop(key, None)
     precision = OmegaConf.select(cfg, "hardware.precision", default="fp32")
     if precision != "fp32":
         content["precision"] = precision

@@ -18,7 +18,8 @@ from .weighting import LambdaNet, ProxyArgmin, Uniform, Weighting
 METHODS = ("vanilla", "equitune", "equizero", "lambda", "canonical_lambda")
 
 
-def weighting_for(method: DictConfig, *, feature_dim: int | None = None, default_proxy: str | None = None) -> Weighting:
+def weighting_for(method: DictConfig, *, feature_dim: int | None = None, default_proxy: str | None = None,
+                  lambda_net: nn.Module | None = None) -> Weighting:
     if method.get("relaxed"):
         raise ConfigError("method.relaxed=true (R-EquiLM, R-EquizeroLM) is for task=nlg only")
     if method.name == "equitune":
@@ -33,7 +34,8 @@ def weighting_for(method: DictConfig, *, feature_dim: int | None = None, default
             raise ConfigError(f"method {method.name} needs the λ-network's input size from the task")
         # canonical_lambda's key only: adding it to lambda.yaml would change every λ run's key
         residual = method.get("lambda_residual", False)
-        return LambdaNet(feature_dim, hidden=method.lambda_hidden, layers=method.lambda_layers, residual=residual)
+        return LambdaNet(feature_dim, hidden=method.lambda_hidden, layers=method.lambda_layers, residual=residual,
+                         net=lambda_net)
     raise ConfigError(f"unknown method {method.name!r}; choose one of: {', '.join(METHODS)}")
 
 
@@ -47,11 +49,13 @@ def wrap(
     feature_dim: int | None = None,
     default_proxy: str | None = None,
     canonicalizer: nn.Module | None = None,
+    lambda_net: nn.Module | None = None,
 ) -> nn.Module:
-    """The model made equivariant by ``method``; vanilla returns it unchanged."""
+    """The model made equivariant by ``method``; vanilla returns it unchanged. ``lambda_net``: the
+    task's own λ scorer (features → 1), where the task follows a λ-network of another shape."""
     if method.name == "vanilla":
         return nn.Sequential(encoder, model) if encoder is not None else model
-    weighting = weighting_for(method, feature_dim=feature_dim, default_proxy=default_proxy)
+    weighting = weighting_for(method, feature_dim=feature_dim, default_proxy=default_proxy, lambda_net=lambda_net)
     if method.name == "canonical_lambda":
         if canonicalizer is None:
             raise ConfigError("canonical_lambda needs a canonicalizer; this task's group is finite, use method=lambda")

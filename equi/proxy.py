@@ -30,6 +30,13 @@ def neg_max_prob(logits: torch.Tensor) -> torch.Tensor:
     return -torch.softmax(logits, dim=-1).amax(-1)
 
 
+def max_prob(logits: torch.Tensor) -> torch.Tensor:
+    """The largest softmax probability itself, so that the argmin picks the *least* confident view:
+    what the paper's CNN code runs as "max probability" equizero. Not a choice of method.proxy:
+    only task.paper_protocol.bugs.argmin_max_prob puts it in place of neg_max_prob."""
+    return torch.softmax(logits, dim=-1).amax(-1)
+
+
 def neg_similarity(scores: torch.Tensor) -> torch.Tensor:
     """Negative best raw score, e.g. CLIP's image–text similarity with the best class."""
     return -scores.amax(-1)

@@ -350,6 +350,11 @@ TASKS: dict[str, dict[str, Rule]] = {
         **block("imagenet_adapt", {**CNN_PRETRAINING, "input_size": Number(low=64, integer=True)}),  # AlexNet's stem
         **block("lambda_stage", CNN_TRAINING),
         **block("finetune", {**CNN_TRAINING, "layers": Choice(("all", "last2"))}),
+        "protocol": Choice(("ours", "paper")),
+        **block("paper_protocol", {"epochs": SIZE, "examples_per_epoch": SIZE_OR_NULL, "batch_size": SIZE,
+                                   "lr": RATE, "momentum": FRACTION, "lambda_hidden": SIZE,
+                                   "lambda_dropout": Number(low=0, high=1, below=True),
+                                   "bugs.test_from_train": FLAG, "bugs.argmin_max_prob": FLAG}),
     },
 }
 

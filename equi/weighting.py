@@ -92,10 +92,16 @@ class LambdaNet(Weighting):
     Fed with the view itself or, when the operator has an encoder, with its features
     (so the expensive encoder pass is shared with the model). ``residual`` adds a skip
     connection around each hidden→hidden layer (the paper's λ-network for canonical-λ, app. D.5).
+    ``net``: a scorer of the task's own design (features → one score per view) in place of the MLP.
     """
 
-    def __init__(self, in_features: int, hidden: int = 100, layers: int = 2, residual: bool = False):
+    def __init__(self, in_features: int, hidden: int = 100, layers: int = 2, residual: bool = False,
+                 net: nn.Module | None = None):
         super().__init__()
+        self.in_features = in_features
+        if net is not None:
+            self.net = net
+            return
         if layers < 1:
             raise ValueError(f"a λ-network needs at least one layer, got {layers}")
         dims = [in_features] + [hidden] * (layers - 1) + [1]
@@ -108,7 +114,6 @@ class LambdaNet(Weighting):
             else:
                 blocks += [nn.Linear(d_in, d_out), nn.ReLU()]
         self.net = nn.Sequential(*blocks)
-        self.in_features = in_features
 
     def forward(self, outputs, features):
         g, b = features.shape[:2]

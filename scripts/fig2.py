@@ -3,6 +3,8 @@
 
 Reads the dqn runs' results.json files; writes a bar chart (PNG) and a markdown table with
 mean (std) over seeds, and says whether the paper's ordering equizero ≥ equitune ≥ vanilla holds.
+Only runs at conf/task/dqn.yaml's pretraining budgets count; `--budget` instead draws every
+budget found (make fig2-budget): return against DQN training steps, one panel per environment.
 """
 
 from __future__ import annotations
@@ -16,19 +18,38 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from collect_results import REPO, load, mean_std, stats  # noqa: E402
+
+from equi.config import compose_config  # noqa: E402
+from equi.experiment import effective_config  # noqa: E402
 
 ENVS = ["gridworld", "cartpole", "acrobot"]
 METHODS = ["vanilla", "equitune", "equizero"]
 
 
-def summarise(records: list[dict]) -> dict[tuple[str, str], list[float]]:
-    returns: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
+def budget(record: dict) -> int:
+    """The pretraining budget of a run: its environment's DQN training steps."""
+    task = record["config"]["task"]
+    return task["envs"][task["env"]]["timesteps"]
+
+
+def summarise(records: list[dict], by_budget: bool) -> dict[tuple, list[float]]:
+    """(env, method) → mean returns, in seed order; (env, method, budget) with `by_budget`."""
+    returns: dict[tuple, dict[int, float]] = defaultdict(dict)
     for r in records:
-        returns[(r["config"]["task"]["env"], r["method"])][r["seed"]] = r["metrics"]["mean_return"]
+        key = (r["config"]["task"]["env"], r["method"]) + ((budget(r),) if by_budget else ())
+        returns[key][r["seed"]] = r["metrics"]["mean_return"]
     return {k: [v[s] for s in sorted(v)] for k, v in returns.items()}
+
+
+def at_configured_budget(record: dict) -> bool:
+    """Whether a run pretrained for conf/task/dqn.yaml's budget of its env (the paper's; fast runs: fast's)."""
+    fast = bool(record["config"].get("fast"))
+    envs = effective_config(compose_config(["task=dqn", f"fast={fast}"])).task.envs
+    return budget(record) == envs[record["config"]["task"]["env"]].timesteps
 
 
 def markdown(returns) -> str:
@@ -59,24 +80,66 @@ def plot(returns, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def main() -> int:
+def budget_markdown(returns: dict) -> str:
+    lines = ["| env | DQN steps | " + " | ".join(f"{m}, mean (std)" for m in METHODS)
+             + " | seeds | equizero ≥ equitune ≥ vanilla | equizero − vanilla |", "|---|---|" + "---|" * (len(METHODS) + 3)]
+    for env in ENVS:
+        for steps in sorted({b for e, _, b in returns if e == env}):
+            if not all((env, m, steps) in returns for m in METHODS):
+                continue
+            means = [stats(returns[(env, m, steps)])[0] for m in METHODS]
+            cells = [mean_std(returns[(env, m, steps)], digits=2) for m in METHODS]
+            holds = "yes" if means[2] >= means[1] >= means[0] else "no"
+            lines.append(f"| {env} | {steps:,} | " + " | ".join(cells)
+                         + f" | {len(returns[(env, METHODS[0], steps)])} | {holds} | {means[2] - means[0]:+.2f} |")
+    return "\n".join(lines)
+
+
+def budget_plot(returns: dict, path: Path) -> None:
+    envs = [e for e in ENVS if any(k[0] == e for k in returns)]
+    fig, axes = plt.subplots(1, len(envs), figsize=(4.5 * len(envs), 3.6), squeeze=False)
+    for ax, env in zip(axes[0], envs):
+        for method, color in zip(METHODS, ["#999999", "#4c72b0", "#dd8452"]):
+            steps = sorted(b for e, m, b in returns if e == env and m == method)
+            if not steps:
+                continue
+            means, stds = map(np.array, zip(*(stats(returns[(env, method, b)]) for b in steps)))
+            ax.plot(steps, means, marker="o", color=color, label=method)
+            ax.fill_between(steps, means - stds, means + stds, color=color, alpha=0.15)
+        ax.set_xscale("log")
+        ax.set_title(env)
+        ax.set_xlabel("DQN pretraining steps")
+        ax.set_ylabel("mean return")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("Where symmetrising a pretrained DQN pays off (mean ± std over seeds)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=REPO / "outputs" / "runs")
     parser.add_argument("--include-fast", action="store_true")
-    parser.add_argument("--png", type=Path, default=REPO / "outputs" / "figures" / "fig2.png")
-    parser.add_argument("--table", type=Path, default=REPO / "outputs" / "tables" / "fig2.md")
-    args = parser.parse_args()
+    parser.add_argument("--budget", action="store_true", help="every pretraining budget found (fig2_budget.*)")
+    parser.add_argument("--png", type=Path, default=None, help="default: outputs/figures/fig2[_budget].png")
+    parser.add_argument("--table", type=Path, default=None, help="default: outputs/tables/fig2[_budget].md")
+    args = parser.parse_args(argv)
+    name = "fig2_budget" if args.budget else "fig2"
+    png, table = args.png or REPO / "outputs" / "figures" / f"{name}.png", args.table or REPO / "outputs" / "tables" / f"{name}.md"
     records = load(args.runs, "dqn", args.include_fast, paper_rows=False)
-    if not records:
-        print(f"error: no finished dqn runs under {args.runs}", file=sys.stderr)
+    returns = summarise(records if args.budget else [r for r in records if at_configured_budget(r)], args.budget)
+    if not returns:
+        print(f"error: no finished dqn runs under {args.runs}" + ("" if args.budget else " at the configured budgets"),
+              file=sys.stderr)
         return 1
-    returns = summarise(records)
-    text = markdown(returns)
+    text = budget_markdown(returns) if args.budget else markdown(returns)
     print(text)
-    args.table.parent.mkdir(parents=True, exist_ok=True)
-    args.table.write_text(text + "\n")
-    plot(returns, args.png)
-    print(f"figure: {args.png}")
+    table.parent.mkdir(parents=True, exist_ok=True)
+    table.write_text(text + "\n")
+    (budget_plot if args.budget else plot)(returns, png)
+    print(f"figure: {png}")
     return 0
 
 

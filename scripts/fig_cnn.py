@@ -1,10 +1,14 @@
 #!/usr/bin/env python
 """rot90-CIFAR10 (paper Figures 5b, 11b, 12): finetuning curves, a table, and λ per rotation.
 
-Reads task=cnn runs; writes test accuracy against finetuning epoch for every model and
-finetuning mode (all layers, linear probing), a markdown table of zero-shot and final
-accuracy, mean (std) over seeds, and a picture of λ-equitune's weight on each rotated copy
-of a few test images.
+Reads task=cnn runs of one protocol. `--protocol ours`: test accuracy against finetuning
+epoch for every model and finetuning mode (all layers, linear probing), a table of zero-shot
+and final accuracy, mean (std) over seeds, and λ-equitune's weight on each rotated copy of a
+few test images. `--protocol paper`: the paper's own protocol (a new head trained through the
+method on the frozen trunk), one panel per model beside the paper's readings; the curve the
+paper's code drew as "max probability" equizero (the argmin of the max probability, kept as
+the bug it is) is labelled for what it computes, or as the paper's legend has it with
+`--paper-legend` (which swaps the two equizero labels).
 """
 
 from __future__ import annotations
@@ -30,11 +34,25 @@ from fig_clip import views_figure  # noqa: E402
 
 ROWS = ["vanilla", "equitune", "equizero (entropy)", "equizero (neg_max_prob)", "lambda"]
 MODES = {"all": "finetuning all layers", "last2": "linear probing (last two layers)"}
+PAPER_BUG_ROW = "equizero (max_prob)"  # the paper code's "max probability": argmin of the max probability
+PAPER_ROWS = ["vanilla", "equitune", "equizero (entropy)", "equizero (neg_max_prob)", PAPER_BUG_ROW, "lambda"]
+LABELS = {PAPER_BUG_ROW: "equizero (max prob, argmin: the paper code's bug)"}
+PAPER_LEGEND = {"equizero (entropy)": "equizero (with max probability)",  # the paper's figure, labels swapped
+                PAPER_BUG_ROW: "equizero (with entropy)", "lambda": "$\\lambda$-equitune"}
+# Figures 5b / 11b, read off the plots: accuracy (%) at the paper's epoch 0 and epoch 9
+PAPER = {("resnet18", "lambda"): (77.0, 80.0), ("resnet18", "equitune"): (74.0, 77.0),
+         ("resnet18", "equizero (entropy)"): (62.0, 63.5), ("alexnet", "lambda"): (75.5, 80.0),
+         ("alexnet", "equitune"): (71.0, 75.5), ("alexnet", "equizero (entropy)"): (69.0, 72.0)}
 
 
 def row_name(record: dict) -> str:
     proxy = record["metrics"].get("proxy")
-    return f"{record['method']} ({proxy})" if proxy else record["method"]
+    name = f"{record['method']} ({proxy})" if proxy else record["method"]
+    return name + (" [test from train]" if record["metrics"].get("test_split") == "train" else "")
+
+
+def protocol_of(record: dict) -> str:
+    return record["metrics"].get("protocol", "ours")
 
 
 def curves_figure(groups: dict, models: list[str], modes: list[str], path: Path) -> None:
@@ -88,29 +106,87 @@ def lambda_figure(record: dict, path: Path) -> None:
     views_figure(rows, image.rot90(), f"λ-equitune, {record['metrics']['model']}: weight of each rotated copy", path)
 
 
+def paper_figure(groups: dict, models: list[str], path: Path, paper_legend: bool) -> None:
+    """One panel per model: accuracy after each epoch (the paper's numbering, 0 = after the
+    first), the paper's readings at its epochs 0 and 9 as open markers on dotted lines."""
+    fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        names = sorted({row for m, _, row in groups if m == model},
+                       key=lambda r: PAPER_ROWS.index(r.split(" [")[0]) if r.split(" [")[0] in PAPER_ROWS else 99)
+        for row in names:
+            runs = groups[(model, "head", row)]
+            curves = np.array([r["metrics"]["curve"] for r in runs])
+            mean = curves.mean(0)
+            std = curves.std(0, ddof=1) if len(curves) > 1 else np.zeros(curves.shape[1])
+            epochs = np.arange(len(mean))
+            label = (PAPER_LEGEND if paper_legend else LABELS).get(row, row)
+            line = ax.plot(epochs, mean, marker="o", label=f"{label} ({len(runs)} seed{'s' * (len(runs) > 1)})")[0]
+            ax.fill_between(epochs, mean - std, mean + std, alpha=0.15, color=line.get_color())
+            if (model, row) in PAPER:
+                start, end = PAPER[(model, row)]
+                ax.plot([0, 9], [start, end], ls=":", marker="s", mfc="none", color=line.get_color())
+        ax.set_title(f"{model}: the paper's protocol (dotted: the paper's readings)")
+        ax.set_xlabel("epoch (the paper's numbering: 0 = after the first)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("rot90-CIFAR10 accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def paper_table(groups: dict, models: list[str]) -> str:
+    lines = ["| model | method | after epoch 1 (paper's epoch 0) | final | epochs | paper: epoch 0 → 9 | seeds |",
+             "|---|---|---|---|---|---|---|"]
+    for model in models:
+        for row in sorted({r for m, _, r in groups if m == model},
+                          key=lambda r: PAPER_ROWS.index(r.split(" [")[0]) if r.split(" [")[0] in PAPER_ROWS else 99):
+            runs = groups[(model, "head", row)]
+            paper = PAPER.get((model, row))
+            lines.append(f"| {model} | {LABELS.get(row, row)} | {mean_std([r['metrics']['curve'][0] for r in runs], 1)} "
+                         f"| {mean_std([r['metrics']['test_accuracy'] for r in runs], 1)} "
+                         f"| {len(runs[0]['metrics']['curve'])} "
+                         f"| {f'{paper[0]:.1f} → {paper[1]:.1f}' if paper else '-'} | {len(runs)} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=REPO / "outputs" / "runs")
+    parser.add_argument("--protocol", choices=("ours", "paper"), default="ours")
     parser.add_argument("--where", action="append", default=[], help="config.key=value (repeatable)")
+    parser.add_argument("--paper-legend", action="store_true",
+                        help="label the equizero curves as the paper's figure does (swapped)")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "figures")
-    parser.add_argument("--table", type=Path, default=REPO / "outputs" / "tables" / "fig_cnn.md")
+    parser.add_argument("--table", type=Path, default=None, help="default: outputs/tables/fig_cnn[_paper].md")
     parser.add_argument("--include-fast", action="store_true", help="also fast=true runs (smoke tests)")
     args = parser.parse_args(argv)
-    records = load(args.runs, "cnn", args.include_fast, False, args.where)
+    suffix = "_paper" if args.protocol == "paper" else ""
+    table_path = args.table or REPO / "outputs" / "tables" / f"fig_cnn{suffix}.md"
+    records = [r for r in load(args.runs, "cnn", args.include_fast, False, args.where) if protocol_of(r) == args.protocol]
     if not records:
-        print(f"error: no cnn runs under {args.runs} (with {args.where or 'any settings'})", file=sys.stderr)
+        print(f"error: no cnn runs of protocol {args.protocol} under {args.runs} (with {args.where or 'any settings'})",
+              file=sys.stderr)
         return 1
     groups: dict = defaultdict(list)
     for r in records:
         groups[(r["metrics"]["model"], r["metrics"]["finetune_layers"], row_name(r))].append(r)
     models = sorted({m for m, _, _ in groups})
-    modes = [m for m in MODES if any(mode == m for _, mode, _ in groups)]
-    text = table(groups, models, modes)
+    if args.protocol == "paper":
+        text = paper_table(groups, models)
+        figure = args.out / "fig_cnn_paper.png"
+        paper_figure(groups, models, figure, args.paper_legend)
+    else:
+        modes = [m for m in MODES if any(mode == m for _, mode, _ in groups)]
+        text = table(groups, models, modes)
+        figure = args.out / "fig_cnn.png"
+        curves_figure(groups, models, modes, figure)
     print(text)
-    args.table.parent.mkdir(parents=True, exist_ok=True)
-    args.table.write_text(text + "\n")
-    curves_figure(groups, models, modes, args.out / "fig_cnn.png")
-    print(f"figure: {args.out / 'fig_cnn.png'}")
+    table_path.parent.mkdir(parents=True, exist_ok=True)
+    table_path.write_text(text + "\n")
+    print(f"figure: {figure}")
     lam = [r for r in records if r["method"] == "lambda" and "weight_examples" in r["metrics"]]
     if lam:
         chosen = min(lam, key=lambda r: (r["metrics"]["finetune_layers"] != "all", r["metrics"]["model"], r["seed"]))

@@ -24,8 +24,8 @@ from ..groups.image import rot90
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 SPLITS = ("train", "test")
 BINARY_FOLDER = "cifar-10-batches-py"  # what torchvision.datasets.CIFAR10 unpacks into its root
-MEAN = (0.4914, 0.4822, 0.4465)
-STD = (0.2470, 0.2435, 0.2616)
+STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))  # CIFAR-10's channel mean and std
+IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # what torchvision's ImageNet weights expect
 
 
 def layout(root: Path) -> str:
@@ -116,10 +116,11 @@ def rotate(images: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
     return rot90().act_each(turns, images)
 
 
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images → float, standardised with the CIFAR-10 channel statistics."""
-    mean = torch.tensor(MEAN, device=images.device).view(3, 1, 1)
-    std = torch.tensor(STD, device=images.device).view(3, 1, 1)
+def normalize(images: torch.Tensor, stats: tuple = STATS) -> torch.Tensor:
+    """uint8 images → float, standardised with channel statistics (CIFAR-10's; the network's
+    own, `Classifier.stats`, when it was trained on other images)."""
+    mean = torch.tensor(stats[0], device=images.device).view(3, 1, 1)
+    std = torch.tensor(stats[1], device=images.device).view(3, 1, 1)
     out = (images.float() / 255 - mean) / std
     return out.contiguous(memory_format=torch.channels_last)
 

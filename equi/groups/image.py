@@ -1,7 +1,8 @@
 """Groups acting on images (…, H, W): 90° rotations, a true mirror, both, and the half turn.
 
 The output action is the same spatial transform, for dense outputs such as segmentation
-maps; classifiers use the operator's invariant mode instead.
+maps; classifiers use the operator's invariant mode instead. `rot90_views` is C4 acting
+on what a frozen network saw of an image's four quarter turns (cached features).
 """
 
 from __future__ import annotations
@@ -61,6 +62,24 @@ def rot90_flip() -> FiniteGroup:
 def identity() -> FiniteGroup:
     """The trivial group; wrapping with it must give back the model's own output."""
     return _image_group("identity", cyclic_table(1), [(0, 0)])
+
+
+class ViewShift:
+    """C4 on a stack of the features of an image's quarter turns, (B, 4, …), view k being the
+    image turned k times: turning the image by g makes view k what view k + g was."""
+
+    def check(self, x: torch.Tensor) -> None:
+        if x.ndim < 2 or x.shape[1] != 4:
+            raise ValueError(f"expected the features of 4 quarter turns per image, shape (B, 4, …), got {tuple(x.shape)}")
+
+    def __call__(self, g: int, x: torch.Tensor) -> torch.Tensor:
+        return torch.roll(x, -g, dims=1) if g else x
+
+
+def rot90_views() -> FiniteGroup:
+    """C4 acting on cached per-rotation features the way `rot90` acts on the image itself."""
+    action = ViewShift()
+    return FiniteGroup("rot90_views", cyclic_table(4), action, action)
 
 
 BY_NAME = {"none": identity, "rot90": rot90, "flip": flip, "rot180": rot180, "rot90_flip": rot90_flip}

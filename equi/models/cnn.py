@@ -4,6 +4,8 @@ The split lets λ-equitune feed the λ-network with the backbone's features of e
 (the operator's ``encoder``), and linear probing train only the last two layers.
 Two sources: torchvision's ImageNet models (resnet18, alexnet) with a new 10-class head,
 and CIFAR-sized networks of the same families for training from scratch on a CPU.
+The paper's protocol keeps only the convolutional trunk (`conv_trunk`) and trains its
+`PaperHead` on top.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from torch import nn
 from torchvision import models
 from torchvision.models.resnet import BasicBlock
 
+from ..data.cifar import IMAGENET_STATS, STATS
 from ..errors import ConfigError, MissingAssetError
 
 ARCHITECTURES = ("resnet18", "alexnet")
@@ -35,13 +38,16 @@ class Backbone(nn.Module):
 
 
 class Classifier(nn.Module):
-    """head(backbone(x)); ``probe`` holds the last two layers (linear probing trains only these)."""
+    """head(backbone(x)); ``probe`` holds the last two layers (linear probing trains only these);
+    ``stats`` are the channel mean and std its inputs are standardised with."""
 
-    def __init__(self, backbone: nn.Module, head: nn.Linear, probe_layer: nn.Module, input_size: int | None = None):
+    def __init__(self, backbone: nn.Module, head: nn.Linear, probe_layer: nn.Module, input_size: int | None = None,
+                 stats: tuple = STATS):
         super().__init__()
         self.backbone = Backbone(backbone, input_size)
         self.head = head
         self.probe = nn.ModuleList([probe_layer, head])
+        self.stats = stats
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))
@@ -128,4 +134,33 @@ def imagenet_model(arch: str, num_classes: int = 10, input_size: int = 224,
     else:
         head, net.classifier[6] = nn.Linear(net.classifier[6].in_features, num_classes), nn.Identity()
         probe_layer = net.classifier[4]
-    return Classifier(net, head, probe_layer=probe_layer, input_size=input_size)
+    return Classifier(net, head, probe_layer=probe_layer, input_size=input_size, stats=IMAGENET_STATS)
+
+
+def conv_trunk(model: Classifier) -> Backbone:
+    """The part of `model` the paper's protocol freezes: everything before the fully connected
+    layers, as its code's `list(pre_model.children())[:-1]` keeps. torchvision's ResNet-18 gives
+    its pooled 512×1×1 map, AlexNet its 256×6×6 conv5 map (after the adaptive pool); our CIFAR
+    networks give the map before their first Flatten (ResNet 256×1×1, AlexNet 128×4×4).
+    The layers are shared with `model`, not copied."""
+    net = model.backbone.net
+    layers = list(net.children())
+    if isinstance(net, (models.ResNet, models.AlexNet)):
+        layers = layers[:-1]
+    else:
+        layers = layers[: next(i for i, m in enumerate(layers) if isinstance(m, nn.Flatten))]
+    return Backbone(nn.Sequential(*layers), model.backbone.input_size)
+
+
+class PaperHead(nn.Module):
+    """The head the paper's code trains on a frozen trunk's (C, h, w) map: Linear(h·w, 1) across
+    the positions, shared by every channel (for ResNet's 1×1 map a learned scale and shift),
+    then Linear(C, classes)."""
+
+    def __init__(self, channels: int, positions: int, num_classes: int = 10):
+        super().__init__()
+        self.fc1 = nn.Linear(positions, 1)
+        self.fc2 = nn.Linear(channels, num_classes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.fc1(features.flatten(2)).squeeze(-1))

@@ -28,9 +28,10 @@ from ..operator import outputs_collecting_weights
 
 
 def fit(net: nn.Module, params: list[nn.Parameter], images: torch.Tensor, labels: torch.Tensor,
-        settings: DictConfig, generator: torch.Generator, device, desc: str, rotated: bool,
+        settings: DictConfig, generator: torch.Generator, device, desc: str, rotated: bool, stats: tuple,
         after_epoch: Callable[[int], None] = lambda epoch: None) -> None:
-    """SGD (or Adam) on cross-entropy of logits over mini-batches of cropped, mirrored images,
+    """SGD (or Adam) on cross-entropy of logits over mini-batches of cropped, mirrored images
+    (standardised with `stats`, the network's own),
     gradients clipped at norm 5; with `rotated`, each image is turned by a quarter-turn count
     re-drawn every epoch. An epoch is `examples_per_epoch` images drawn without replacement (null: all).
     Under DDP every rank draws the same batches and trains on its part of each."""
@@ -58,7 +59,7 @@ def fit(net: nn.Module, params: list[nn.Parameter], images: torch.Tensor, labels
             if rotated:
                 x = cifar.rotate(x, turns[i : i + settings.batch_size])
             with hardware.autocast():
-                logits = train_net(cifar.normalize(hardware.to_device(distributed.my_part(x), device)))
+                logits = train_net(cifar.normalize(hardware.to_device(distributed.my_part(x), device), stats))
                 loss = nn.functional.cross_entropy(logits, hardware.to_device(distributed.my_part(labels[idx]), device),
                                                    label_smoothing=settings.label_smoothing)
             opt.zero_grad()
@@ -107,7 +108,7 @@ def trained_on_upright(model: Classifier, stem: str, settings: DictConfig, task:
     generator = torch.Generator().manual_seed(settings.seed)
     model.train()
     fit(model, list(model.parameters()), images, labels, settings, generator, ctx.device, f"train {stem} upright",
-        rotated=False)
+        rotated=False, stats=model.stats)
     save_atomically(path, lambda tmp: torch.save({"state_dict": model.state_dict()}, tmp))
     return model.eval(), "trained"
 
@@ -127,7 +128,7 @@ def pretrained(task: DictConfig, ctx: RunContext) -> tuple[Classifier, str]:
             print(f"note: {err}; using CIFAR-10 weights trained from scratch")
         else:
             model = imagenet_model(task.model, input_size=task.imagenet_adapt.input_size, state_dict=state)
-            model, how = trained_on_upright(model, f"{task.model}-imagenet", task.imagenet_adapt, task, ctx)
+            model, how = trained_on_upright(model, f"{task.model}-imagenet-norm", task.imagenet_adapt, task, ctx)
             return model, f"imagenet+cifar10 ({how})"
     model, how = trained_on_upright(cifar_model(task.model), f"{task.model}-scratch", task.pretrain[task.model], task, ctx)
     return model, f"cifar10-scratch ({how})"
@@ -155,13 +156,17 @@ def upright_share(weights: torch.Tensor, turns: torch.Tensor) -> tuple[float, fl
 def run(cfg: DictConfig, ctx: RunContext) -> dict:
     task, method = cfg.task, cfg.method
     hardware.fixed_input_shapes()
+    if task.protocol == "paper":
+        from . import cnn_paper  # it builds on this module's loaders
+
+        return cnn_paper.run(cfg, ctx)
     start = time.perf_counter()
     model, source = pretrained(task, ctx)
     pretrain_s = time.perf_counter() - start
     test_images, test_labels = load(task, ctx, "test", task.eval_per_class)
-    upright = evaluate(model, cifar.normalize(test_images), test_labels, task.eval_batch, ctx.device, "upright test")[0]
+    upright = evaluate(model, cifar.normalize(test_images, model.stats), test_labels, task.eval_batch, ctx.device, "upright test")[0]
     test_turns = cifar.quarter_turns(len(test_images), task.rotation_seed)  # the same for every method and seed
-    test_x = cifar.normalize(cifar.rotate(test_images, test_turns))
+    test_x = cifar.normalize(cifar.rotate(test_images, test_turns), model.stats)
     train_images, train_labels = load(task, ctx, "train", task.train_per_class)
     encoder = model.backbone if method.name == "lambda" else None
     head = model.head if method.name == "lambda" else model
@@ -174,7 +179,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
     if method.name == "lambda":  # paper D.4: train λ with the backbone frozen, then freeze λ
         model.eval()
         fit(net, list(net.weighting.parameters()), train_images, train_labels, task.lambda_stage, generator,
-            ctx.device, f"{desc}: λ-network", rotated=True)
+            ctx.device, f"{desc}: λ-network", rotated=True, stats=model.stats)
         net.weighting.requires_grad_(False).eval()
 
     part = finetuned_part(model, task.finetune.layers)
@@ -192,7 +197,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
     record(0)
     params = list(part.parameters())
     fit(net, params, train_images, train_labels, task.finetune, generator, ctx.device, f"{desc}: finetune",
-        rotated=True, after_epoch=record)
+        rotated=True, stats=model.stats, after_epoch=record)
     metrics = {
         "zero_shot_accuracy": curve[0],
         "test_accuracy": curve[-1],
