@@ -76,7 +76,7 @@ def ddp_rank(rank: int, port: int, out: str) -> None:
     net = tiny_equitune()
     images, labels = tiny_cifar(64, 1)
     cnn.fit(net, list(net.parameters()), images, labels, FIT, torch.Generator().manual_seed(3), "cpu", "ddp",
-            rotated=True)
+            rotated=True, stats=cifar.STATS)
     test, test_labels = tiny_cifar(50, 2)
     accuracy, weights = cnn.evaluate(net, cifar.normalize(test), test_labels, 8, "cpu", "test")
     params = b"".join(p.detach().numpy().tobytes() for p in net.parameters())
