@@ -41,6 +41,7 @@ ADDED_KEYS = {
     "method.decoding": lambda cfg: cfg.task.name not in schema.DECODING_TASKS,  # scan only
     "task.protocol": lambda cfg: OmegaConf.select(cfg, "task.protocol", default="ours") == "ours",  # cnn
     "task.paper_protocol": lambda cfg: OmegaConf.select(cfg, "task.protocol", default="ours") == "ours",
+    "task.fast.paper_protocol": lambda cfg: OmegaConf.select(cfg, "task.protocol", default="ours") == "ours",
 }
 
 
@@ -51,8 +52,11 @@ def run_key(cfg: DictConfig) -> str:
     content = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in NOT_IN_RUN_KEY}
     for path, as_before in ADDED_KEYS.items():
         if as_before(cfg):
-            group, key = path.split(".", 1)
-            content.get(group, {}).pop(key, None)
+            *parents, key = path.split(".")
+            node = content
+            for name in parents:
+                node = node.get(name) or {}
+            node.pop(key, None)
     precision = OmegaConf.select(cfg, "hardware.precision", default="fp32")
     if precision != "fp32":
         content["precision"] = precision
