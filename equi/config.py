@@ -36,12 +36,16 @@ def choices(group: str) -> list[str]:
 # Keys added after runs were recorded, each with when it leaves the numbers as they were (its
 # default, or a task that ignores it): then it stays out of the run key, so earlier runs keep
 # their keys and a rerun still finds them.
+def _our_cnn_protocol(cfg: DictConfig) -> bool:
+    return OmegaConf.select(cfg, "task.protocol", default="ours") == "ours"
+
+
 ADDED_KEYS = {
     "method.relaxed": lambda cfg: not OmegaConf.select(cfg, "method.relaxed", default=False),  # nlg's R- variants
     "method.decoding": lambda cfg: cfg.task.name not in schema.DECODING_TASKS,  # scan only
-    "task.protocol": lambda cfg: OmegaConf.select(cfg, "task.protocol", default="ours") == "ours",  # cnn
-    "task.paper_protocol": lambda cfg: OmegaConf.select(cfg, "task.protocol", default="ours") == "ours",
-    "task.fast.paper_protocol": lambda cfg: OmegaConf.select(cfg, "task.protocol", default="ours") == "ours",
+    "task.protocol": _our_cnn_protocol,  # cnn's paper protocol, its settings and their fast mode
+    "task.paper_protocol": _our_cnn_protocol,
+    "task.fast.paper_protocol": _our_cnn_protocol,
 }
 
 
