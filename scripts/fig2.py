@@ -10,6 +10,7 @@ budget found (make fig2-budget): return against DQN training steps, one panel pe
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -45,10 +46,15 @@ def summarise(records: list[dict], by_budget: bool) -> dict[tuple, list[float]]:
     return {k: [v[s] for s in sorted(v)] for k, v in returns.items()}
 
 
+@functools.cache
+def configured_envs(fast: bool):
+    """conf/task/dqn.yaml's env settings as a run sees them (composed once per fast flag)."""
+    return effective_config(compose_config(["task=dqn", f"fast={fast}"])).task.envs
+
+
 def at_configured_budget(record: dict) -> bool:
     """Whether a run pretrained for conf/task/dqn.yaml's budget of its env (the paper's; fast runs: fast's)."""
-    fast = bool(record["config"].get("fast"))
-    envs = effective_config(compose_config(["task=dqn", f"fast={fast}"])).task.envs
+    envs = configured_envs(bool(record["config"].get("fast")))
     return budget(record) == envs[record["config"]["task"]["env"]].timesteps
 
 

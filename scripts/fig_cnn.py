@@ -106,14 +106,20 @@ def lambda_figure(record: dict, path: Path) -> None:
     views_figure(rows, image.rot90(), f"λ-equitune, {record['metrics']['model']}: weight of each rotated copy", path)
 
 
+def paper_rows(groups: dict, model: str) -> list[str]:
+    """The paper-protocol rows of `model`, in PAPER_ROWS order (a [test from train] variant after its row)."""
+    def order(row: str) -> tuple[int, str]:
+        base = row.split(" [")[0]
+        return (PAPER_ROWS.index(base) if base in PAPER_ROWS else len(PAPER_ROWS), row)
+    return sorted({row for m, _, row in groups if m == model}, key=order)
+
+
 def paper_figure(groups: dict, models: list[str], path: Path, paper_legend: bool) -> None:
     """One panel per model: accuracy after each epoch (the paper's numbering, 0 = after the
     first), the paper's readings at its epochs 0 and 9 as open markers on dotted lines."""
     fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4), squeeze=False)
     for ax, model in zip(axes[0], models):
-        names = sorted({row for m, _, row in groups if m == model},
-                       key=lambda r: PAPER_ROWS.index(r.split(" [")[0]) if r.split(" [")[0] in PAPER_ROWS else 99)
-        for row in names:
+        for row in paper_rows(groups, model):
             runs = groups[(model, "head", row)]
             curves = np.array([r["metrics"]["curve"] for r in runs])
             mean = curves.mean(0)
@@ -141,8 +147,7 @@ def paper_table(groups: dict, models: list[str]) -> str:
     lines = ["| model | method | after epoch 1 (paper's epoch 0) | final | epochs | paper: epoch 0 → 9 | seeds |",
              "|---|---|---|---|---|---|---|"]
     for model in models:
-        for row in sorted({r for m, _, r in groups if m == model},
-                          key=lambda r: PAPER_ROWS.index(r.split(" [")[0]) if r.split(" [")[0] in PAPER_ROWS else 99):
+        for row in paper_rows(groups, model):
             runs = groups[(model, "head", row)]
             paper = PAPER.get((model, row))
             lines.append(f"| {model} | {LABELS.get(row, row)} | {mean_std([r['metrics']['curve'][0] for r in runs], 1)} "

@@ -65,11 +65,11 @@ def orbit_features(trunk: Backbone, images: torch.Tensor, stats: tuple, batch: i
     return torch.cat(out)
 
 
-def cached_features(trunk: Backbone, stats: tuple, split: str, per_class: int | None, task: DictConfig,
-                    ctx: RunContext) -> tuple[torch.Tensor, torch.Tensor, str]:
+def cached_features(trunk: Backbone, trunk_key: str, stats: tuple, split: str, per_class: int | None,
+                    task: DictConfig, ctx: RunContext) -> tuple[torch.Tensor, torch.Tensor, str]:
     """orbit_features of a CIFAR-10 split and its labels, cached under outputs/cache/cnn/features
-    by the trunk's weights, its input size and statistics, and the images chosen."""
-    key = weights_digest(trunk, trunk.input_size, stats, str(task.data_root or ctx.data_dir), split, per_class)
+    by `trunk_key` (weights_digest of the trunk, its input size and statistics) and the images chosen."""
+    key = hashlib.sha1(repr((trunk_key, str(task.data_root or ctx.data_dir), split, per_class)).encode()).hexdigest()[:10]
     path = ctx.cache_dir / "cnn" / "features" / f"{task.model}-{split}-{per_class or 'all'}-{key}.pt"
     images, labels = cnn.load(task, ctx, split, per_class)
     if cached(path):
@@ -108,8 +108,9 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
     model, source = cnn.pretrained(task, ctx)
     trunk = conv_trunk(model).requires_grad_(False)
     test_split = "train" if settings.bugs.test_from_train else "test"
-    train_x, train_labels, how = cached_features(trunk, model.stats, "train", task.train_per_class, task, ctx)
-    test_x, test_labels, _ = cached_features(trunk, model.stats, test_split, task.eval_per_class, task, ctx)
+    trunk_key = weights_digest(trunk, trunk.input_size, model.stats)  # hashed once for both splits
+    train_x, train_labels, how = cached_features(trunk, trunk_key, model.stats, "train", task.train_per_class, task, ctx)
+    test_x, test_labels, _ = cached_features(trunk, trunk_key, model.stats, test_split, task.eval_per_class, task, ctx)
     features_s = time.perf_counter() - start
     test_turns = cifar.quarter_turns(len(test_x), task.rotation_seed)  # the same for every method and seed
     test_x = hardware.to_device(image.rot90_views().act_each(test_turns, test_x), ctx.device)
