@@ -7,7 +7,7 @@ SEEDS ?= 0,1,2,3,4
 SET_SIZES ?= 2,4,8
 ARGS ?=            # extra overrides for every run, e.g. ARGS="hardware=cuda logger=none"
 
-.PHONY: setup run test table-d5 fig2 fig2-budget table2 table-scan-gru table-scan-rnn table-scan-finetune table-scan-g table-scan-lambda fig-scan-fewshot pretrain-cnn fig-cnn fig-cnn-paper pretrain-clip fig7 fig4 fig8 fig5a fig11a fig12 fig-clip-offline table1 fig3 fig9 tables-nlg-samples bench bench-precision bench-scan bench-nlg clean-runs
+.PHONY: setup run test table-d5 fig2 fig2-budget table2 table-scan-gru table-scan-rnn table-scan-finetune table-scan-finetune-lstm table-scan-finetune-gru table-scan-finetune-rnn table-scan-g table-scan-lambda fig-scan-fewshot pretrain-cnn fig-cnn fig-cnn-paper pretrain-clip fig7 fig4 fig8 fig5a fig11a fig12 fig-clip-offline table1 fig3 fig9 tables-nlg-samples bench bench-precision bench-scan bench-nlg clean-runs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,21 +53,32 @@ fig2-budget: setup
 
 ## Paper Table 2: SCAN zero-shot LSTM / EquiLSTM / EquizeroLSTM on Add Jump and Around Right, 3 seeds.
 ## EquiLSTM rows decode per view (the paper's); "EquiLSTM stepwise" rows are ours (method.decoding=stepwise).
+## SCAN_MODEL=ours (our seq2seq, last checkpoint) | paper (the paper's attention decoder, best-validation
+## checkpoint): the SCAN tables below pretrain it and write their table with a _paper_model suffix.
 SCAN_SEEDS ?= 0,1,2
-PLAIN_SCAN_ROWS = --task scan --digits 1 --paper-rows --where task.architecture=seq2seq --where method.name!=lambda --where task.limit=None
+SCAN_MODEL ?= ours
+SCAN_MODEL_ours := task.architecture=seq2seq
+SCAN_MODEL_paper := task.architecture=seq2seq_paper task.pretrain.keep=best_val
+SCAN_ROWS_ours := --where task.architecture=seq2seq --where task.pretrain.keep!=best_val
+SCAN_ROWS_paper := --where task.architecture=seq2seq_paper --where task.pretrain.keep=best_val
+SCAN_MODEL_ARGS = $(or $(SCAN_MODEL_$(SCAN_MODEL)),$(error SCAN_MODEL=$(SCAN_MODEL) is not a SCAN model; choose ours or paper))
+SCAN_TABLE = $(if $(filter paper,$(SCAN_MODEL)),$(1)_paper_model,$(1))
+PLAIN_SCAN_ROWS = --task scan --digits 1 --paper-rows $(SCAN_ROWS_$(SCAN_MODEL)) --where method.name!=lambda --where task.limit=None
 table2: setup
-	$(PY) run.py -m experiment=scan_lstm_vanilla,scan_lstm_equitune,scan_lstm_equitune_stepwise,scan_lstm_equizero task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(ARGS)
-	$(PY) scripts/collect_results.py $(PLAIN_SCAN_ROWS) --where task.cell=lstm --where task.finetune.examples=0 --out outputs/tables/table2.md
+	$(PY) run.py -m experiment=scan_lstm_vanilla,scan_lstm_equitune,scan_lstm_equitune_stepwise,scan_lstm_equizero task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(SCAN_MODEL_ARGS) $(ARGS)
+	$(PY) scripts/collect_results.py $(PLAIN_SCAN_ROWS) --where task.cell=lstm --where task.finetune.examples=0 --out outputs/tables/$(call SCAN_TABLE,table2).md
 
 ## The same zero-shot table for GRU and for RNN.
 table-scan-gru table-scan-rnn: table-scan-%: setup
-	$(PY) run.py -m experiment=scan_$*_vanilla,scan_$*_equitune,scan_$*_equitune_stepwise,scan_$*_equizero task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(ARGS)
-	$(PY) scripts/collect_results.py $(PLAIN_SCAN_ROWS) --where task.cell=$* --where task.finetune.examples=0 --out outputs/tables/table_scan_$*.md
+	$(PY) run.py -m experiment=scan_$*_vanilla,scan_$*_equitune,scan_$*_equitune_stepwise,scan_$*_equizero task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(SCAN_MODEL_ARGS) $(ARGS)
+	$(PY) scripts/collect_results.py $(PLAIN_SCAN_ROWS) --where task.cell=$* --where task.finetune.examples=0 --out outputs/tables/$(call SCAN_TABLE,table_scan_$*).md
 
-## SCAN finetuning: LSTM, EquiLSTM, EquizeroLSTM finetuned for 10k examples through each method.
-table-scan-finetune: setup
-	$(PY) run.py -m experiment=scan_lstm_vanilla_finetune,scan_lstm_equitune_finetune,scan_lstm_equitune_finetune_stepwise,scan_lstm_equizero_finetune task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(ARGS)
-	$(PY) scripts/collect_results.py $(PLAIN_SCAN_ROWS) --where task.cell=lstm --where task.finetune.examples=10000 --out outputs/tables/table_scan_finetune.md
+## SCAN finetuning (the paper's Tab 10–12): LSTM, EquiLSTM, EquizeroLSTM finetuned for 10k examples through
+## each method; table-scan-finetune-gru / -rnn the same for GRU and RNN.
+table-scan-finetune: table-scan-finetune-lstm
+table-scan-finetune-lstm table-scan-finetune-gru table-scan-finetune-rnn: table-scan-finetune-%: setup
+	$(PY) run.py -m experiment=scan_$*_vanilla_finetune,scan_$*_equitune_finetune,scan_$*_equitune_finetune_stepwise,scan_$*_equizero_finetune task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(SCAN_MODEL_ARGS) $(ARGS)
+	$(PY) scripts/collect_results.py $(PLAIN_SCAN_ROWS) --where task.cell=$* --where task.finetune.examples=10000 --out outputs/tables/$(call SCAN_TABLE,table_scan_finetune_$*).md
 
 ## Gordon et al.'s G-LSTM / G-GRU / G-RNN (equivariant by weight tying), trained from scratch, zero-shot.
 GMODELS ?= scan_glstm,scan_ggru,scan_grnn
@@ -77,8 +88,8 @@ table-scan-g: setup
 
 ## SCAN λ-equitune (λ trained over each view's command summary, model frozen), LSTM, zero-shot.
 table-scan-lambda: setup
-	$(PY) run.py -m experiment=scan_lstm_lambda,scan_lstm_lambda_stepwise task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(ARGS)
-	$(PY) scripts/collect_results.py --task scan --digits 1 --paper-rows --where method.name=lambda --where task.architecture=seq2seq --where task.cell=lstm --where task.limit=None --where task.finetune.examples=0 --out outputs/tables/table_scan_lambda.md
+	$(PY) run.py -m experiment=scan_lstm_lambda,scan_lstm_lambda_stepwise task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(SCAN_MODEL_ARGS) $(ARGS)
+	$(PY) scripts/collect_results.py --task scan --digits 1 --paper-rows --where method.name=lambda $(SCAN_ROWS_$(SCAN_MODEL)) --where task.cell=lstm --where task.limit=None --where task.finetune.examples=0 --out outputs/tables/$(call SCAN_TABLE,table_scan_lambda).md
 
 ## SCAN few-shot curve (Add Jump, LSTM): test accuracy against finetuning examples.
 FEWSHOT ?= 0,1000,2500,5000,10000

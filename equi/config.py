@@ -40,12 +40,18 @@ def _our_cnn_protocol(cfg: DictConfig) -> bool:
     return OmegaConf.select(cfg, "task.protocol", default="ours") == "ours"
 
 
+def _last_scan_checkpoint(cfg: DictConfig) -> bool:
+    return OmegaConf.select(cfg, "task.pretrain.keep", default="last") == "last"
+
+
 ADDED_KEYS = {
     "method.relaxed": lambda cfg: not OmegaConf.select(cfg, "method.relaxed", default=False),  # nlg's R- variants
     "method.decoding": lambda cfg: cfg.task.name not in schema.DECODING_TASKS,  # scan only
     "task.protocol": _our_cnn_protocol,  # cnn's paper protocol, its settings and their fast mode
     "task.paper_protocol": _our_cnn_protocol,
     "task.fast.paper_protocol": _our_cnn_protocol,
+    "task.pretrain.keep": _last_scan_checkpoint,  # scan's early stopping
+    "task.pretrain.val_every": _last_scan_checkpoint,
 }
 
 

@@ -300,9 +300,10 @@ TASKS: dict[str, dict[str, Rule]] = {
     },
     "scan": {
         "methods": TASK_METHODS, "metric": TEXT, "split": Choice(tuple(SPLITS)), "download": FLAG,
-        "architecture": Choice(("seq2seq", "gseq2seq")), "cell": Choice(tuple(CELLS)), "hidden": SIZE,
+        "architecture": Choice(("seq2seq", "seq2seq_paper", "gseq2seq")), "cell": Choice(tuple(CELLS)), "hidden": SIZE,
         "dropout": FRACTION, "max_len": SIZE, "default_proxy": Choice(tuple(PROXIES)),
         **block("pretrain", {**SCAN_TRAINING, "teacher_forcing": FRACTION, "split_seed": SEED,
+                             "keep": Choice(("last", "best_val")), "val_every": SIZE,
                              "val_fraction": Number(low=0, high=1, above=True, below=True)}),
         **block("lambda_stage", SCAN_TRAINING),
         **block("finetune", SCAN_TRAINING),

@@ -23,10 +23,10 @@ from equi.tasks.scan import new_model, pretrain  # noqa: E402
 
 
 def training_rate(task, train, batch_size: int, examples: int) -> float:
-    settings = OmegaConf.merge(task.pretrain, {"batch_size": batch_size, "examples": examples})
+    timed = OmegaConf.merge(task, {"pretrain": {"batch_size": batch_size, "examples": examples, "keep": "last"}})
     model = new_model(task)
     start = time.perf_counter()
-    pretrain(model, train, settings, seed=0, device="cpu", desc=f"train, batch {batch_size}")
+    pretrain(model, train, None, timed, seed=0, device="cpu", desc=f"train, batch {batch_size}")
     return examples / (time.perf_counter() - start)
 
 

@@ -1,8 +1,11 @@
-"""Encoder–decoder RNN / GRU / LSTM with dot-product attention (the SCAN models of the paper).
+"""Encoder–decoder RNN / GRU / LSTM with dot-product attention (the SCAN models).
 
-One layer, a bidirectional encoder, Luong-style attention over the encoder outputs. The
-decoder exposes ``start``/``step`` so decoding loops (plain or equivariant, in
-``equi.sequence``) drive it one token at a time for a whole batch.
+One layer and a bidirectional encoder in both. ``Seq2Seq`` (ours) attends after the decoder
+step (Luong). ``PaperSeq2Seq`` is the model the paper pretrains (Gordon et al.'s
+``AttnDecoderRNN``): it attends from the previous hidden state before the step. Both expose
+``start``/``step`` so decoding loops (plain or equivariant, in ``equi.sequence``) drive them
+one token at a time for a whole batch, and ``summary_dim``, the width of the command summary
+λ-networks read.
 """
 
 from __future__ import annotations
@@ -48,6 +51,10 @@ class Seq2Seq(nn.Module):
         summary = (memory * mask.unsqueeze(-1)).sum(1) / lengths.unsqueeze(-1)
         return (hidden, memory, mask), summary
 
+    @property
+    def summary_dim(self) -> int:
+        return self.memory_proj.out_features
+
     def attend(self, top: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Decoder outputs (B, T, H) → logits (B, T, V) via dot-product attention over memory."""
         scores = torch.bmm(top, memory.transpose(1, 2)).masked_fill(~mask.unsqueeze(1), float("-inf"))
@@ -63,16 +70,80 @@ class Seq2Seq(nn.Module):
     def forward(self, src: torch.Tensor, tgt: torch.Tensor, teacher_forcing: bool) -> torch.Tensor:
         """Training pass: logits (B, T, V) for targets (B, T). With teacher forcing the decoder
         reads the true previous tokens in one call; without it, its own greedy predictions."""
-        state, _ = self.start(src)
-        hidden, memory, mask = state
+        if not teacher_forcing:
+            return unrolled(self, src, tgt, teacher_forcing=False)
+        (hidden, memory, mask), _ = self.start(src)
         sos = torch.full((src.shape[0], 1), self.sos_id, dtype=torch.long, device=src.device)
-        if teacher_forcing:
-            inputs = torch.cat([sos, tgt[:, :-1]], dim=1)
-            top, _ = self.decoder(self.dropout(self.embed_out(inputs)), hidden)
-            return self.attend(top, memory, mask)
-        prev, logits = sos[:, 0], []
-        for _ in range(tgt.shape[1]):
-            step_logits, state = self.step(prev, state)
-            logits.append(step_logits)
-            prev = step_logits.argmax(-1)
-        return torch.stack(logits, dim=1)
+        top, _ = self.decoder(self.dropout(self.embed_out(torch.cat([sos, tgt[:, :-1]], dim=1))), hidden)
+        return self.attend(top, memory, mask)
+
+
+class PaperSeq2Seq(nn.Module):
+    """The paper's SCAN model (Gordon et al. 2020, ``--use_attention --bidirectional``): the
+    decoder's state is the encoder's final forward and backward states side by side (2·hidden
+    units, no bridge); each step attends over the encoder outputs with the previous hidden
+    state, feeds relu(Linear[embedded token; context]) to the cell and reads the logits from
+    the new hidden state. Batched and masked here; the paper runs one example at a time."""
+
+    def __init__(self, cell: str, in_vocab: int, out_vocab: int, hidden: int = 64, dropout: float = 0.1,
+                 pad_id: int = 0, sos_id: int = 1):
+        super().__init__()
+        if cell not in CELLS:
+            raise ValueError(f"unknown cell {cell!r}; choose one of: {', '.join(CELLS)}")
+        layer, width = CELLS[cell], 2 * hidden
+        self.is_lstm = cell == "lstm"
+        self.pad_id, self.sos_id = pad_id, sos_id
+        self.embed_in = nn.Embedding(in_vocab, hidden, padding_idx=pad_id)
+        self.encoder = layer(hidden, hidden, batch_first=True, bidirectional=True)
+        self.embed_out = nn.Embedding(out_vocab, width, padding_idx=pad_id)
+        self.combine = nn.Linear(2 * width, width)
+        self.decoder = layer(width, width, batch_first=True)
+        self.out = nn.Linear(width, out_vocab)
+        self.dropout = nn.Dropout(dropout)
+
+    @property
+    def summary_dim(self) -> int:
+        return self.decoder.hidden_size
+
+    def start(self, src: torch.Tensor):
+        """Encode (B, S) commands → decoder state and a (B, 2H) summary (for λ-networks)."""
+        mask = src != self.pad_id
+        lengths = mask.sum(1).clamp(min=1)
+        packed = pack_padded_sequence(self.embed_in(src), lengths.cpu(), batch_first=True, enforce_sorted=False)
+        outputs, final = self.encoder(packed)
+        memory, _ = pad_packed_sequence(outputs, batch_first=True, total_length=src.shape[1])
+
+        def side_by_side(h):  # (2, B, H) forward/backward → (1, B, 2H)
+            return torch.cat([h[0], h[1]], dim=-1).unsqueeze(0)
+
+        hidden = (side_by_side(final[0]), side_by_side(final[1])) if self.is_lstm else side_by_side(final)
+        summary = (memory * mask.unsqueeze(-1)).sum(1) / lengths.unsqueeze(-1)
+        return (hidden, memory, mask), summary
+
+    def step(self, prev: torch.Tensor, state):
+        """One decoder step: previous tokens (N,) → logits (N, V) and the next state."""
+        hidden, memory, mask = state
+        query = hidden[0] if self.is_lstm else hidden  # (1, N, 2H): the state before this step
+        scores = torch.bmm(query.transpose(0, 1), memory.transpose(1, 2)).masked_fill(~mask.unsqueeze(1), float("-inf"))
+        context = torch.bmm(torch.softmax(scores, dim=-1), memory)  # (N, 1, 2H)
+        embedded = self.dropout(self.embed_out(prev)).unsqueeze(1)
+        top, hidden = self.decoder(torch.relu(self.combine(torch.cat([embedded, context], dim=-1))), hidden)
+        return self.out(top).squeeze(1), (hidden, memory, mask)
+
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor, teacher_forcing: bool) -> torch.Tensor:
+        """Training pass: logits (B, T, V) for targets (B, T), stepped one token at a time (the
+        attention needs each previous state); the decoder reads the true previous tokens with
+        teacher forcing, else its own greedy predictions."""
+        return unrolled(self, src, tgt, teacher_forcing)
+
+
+def unrolled(model: nn.Module, src: torch.Tensor, tgt: torch.Tensor, teacher_forcing: bool) -> torch.Tensor:
+    """Logits (B, T, V) from stepping the decoder T times, fed the true previous tokens (teacher
+    forcing) or its own greedy predictions."""
+    state, _ = model.start(src)
+    prev, logits = torch.full((src.shape[0],), model.sos_id, dtype=torch.long, device=src.device), []
+    for t in range(tgt.shape[1]):
+        step_logits, state = model.step(prev, state)
+        logits.append(step_logits)
+        prev = tgt[:, t] if teacher_forcing else step_logits.argmax(-1)
+    return torch.stack(logits, dim=1)

@@ -10,6 +10,10 @@ task.finetune.examples > 0 the pretrained model is first finetuned through the m
 
 from __future__ import annotations
 
+import copy
+import json
+from collections.abc import Callable
+
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -22,7 +26,7 @@ from ..errors import ConfigError, blame_user
 from ..experiment import RunContext
 from ..groups import VocabularyGroup, vocabulary_cycles
 from ..models.gseq2seq import GSeq2Seq
-from ..models.seq2seq import Seq2Seq
+from ..models.seq2seq import PaperSeq2Seq, Seq2Seq
 from ..operator import EquivariantWrapper
 from ..sequence import (DECODINGS, CommandSummary, GreedyDecoder, StepwiseEquivariantDecoder, TeacherForced,
                         TeacherForcedOrGreedy, pair_group)
@@ -37,18 +41,24 @@ def swap_group(task: DictConfig) -> VocabularyGroup:
         return vocabulary_cycles(data.COMMANDS, swap.commands, data.ACTIONS, swap.actions, name=f"swap_{task.split}")
 
 
-def new_model(task: DictConfig) -> Seq2Seq:
-    """A randomly initialised seq2seq, or its G-equivariant form (Gordon et al.) for the task's
-    swap, with `hidden` channels per group element."""
+ARCHITECTURES = {"seq2seq": Seq2Seq, "seq2seq_paper": PaperSeq2Seq, "gseq2seq": GSeq2Seq}
+CHECKPOINT_PREFIX = {"seq2seq": "", "seq2seq_paper": "paper-", "gseq2seq": "g"}  # ours keeps its old names
+
+
+def new_model(task: DictConfig) -> Seq2Seq | PaperSeq2Seq:
+    """A randomly initialised seq2seq (ours, or the paper's), or the G-equivariant form of ours
+    (Gordon et al.) for the task's swap, with `hidden` channels per group element."""
     if task.architecture == "gseq2seq":
         return GSeq2Seq(task.cell, swap_group(task), task.hidden, task.dropout, pad_id=data.PAD_ID, sos_id=data.SOS_ID)
-    return Seq2Seq(task.cell, len(data.COMMANDS), len(data.ACTIONS), task.hidden, task.dropout,
-                   pad_id=data.PAD_ID, sos_id=data.SOS_ID)
+    return ARCHITECTURES[task.architecture](task.cell, len(data.COMMANDS), len(data.ACTIONS), task.hidden, task.dropout,
+                                            pad_id=data.PAD_ID, sos_id=data.SOS_ID)
 
 
-def optimise(model: nn.Module, batch_loss, size: int, settings: DictConfig, seed: int, desc: str) -> None:
+def optimise(model: nn.Module, batch_loss, size: int, settings: DictConfig, seed: int, desc: str,
+             check: Callable[[int], None] | None = None, check_every: int = 0) -> None:
     """Adam on `model`'s parameters with gradient clipping over random mini-batches until
     `examples` examples are seen; the learning rate follows `schedule` (constant, or cosine).
+    check(examples seen), if given, runs every `check_every` examples and after the last batch.
     Under DDP every rank draws the same batches and computes the loss on its part of each."""
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
@@ -66,12 +76,20 @@ def optimise(model: nn.Module, batch_loss, size: int, settings: DictConfig, seed
             decay.step()
         if step % 50 == 0:
             progress.set_postfix(loss=f"{loss.item():.3f}")
+        seen = (step + 1) * settings.batch_size
+        if check is not None and (step + 1 == steps or seen // check_every > step * settings.batch_size // check_every):
+            check(min(seen, settings.examples))
+            model.train()
     model.eval()
 
 
-def pretrain(model: Seq2Seq, train: data.Pairs, settings: DictConfig, seed: int, device, desc: str) -> None:
+def pretrain(model: Seq2Seq, train: data.Pairs, val: data.Pairs, task: DictConfig, seed: int, device,
+             desc: str) -> dict | None:
     """Each batch is teacher-forced with probability `teacher_forcing`, else decoded from the
-    model's own predictions; cross-entropy on logits, padding ignored."""
+    model's own predictions; cross-entropy on logits, padding ignored. keep=best_val (the
+    paper's early stopping) checks greedy validation accuracy every `val_every` examples and
+    ends on the best checkpoint (the first, on ties), returning when it was seen."""
+    settings = task.pretrain
     src, tgt = (t.to(device) for t in train.tensors())
     loss_fn = nn.CrossEntropyLoss(ignore_index=data.PAD_ID)
     train_model = distributed.wrap_ddp(model)
@@ -83,7 +101,21 @@ def pretrain(model: Seq2Seq, train: data.Pairs, settings: DictConfig, seed: int,
         logits = train_model(src[idx], tgt[idx, :width], forced)
         return loss_fn(logits.reshape(-1, logits.shape[-1]), tgt[idx, :width].reshape(-1))
 
-    optimise(model, batch_loss, len(train), settings, seed, desc)
+    if settings.keep == "last":
+        optimise(model, batch_loss, len(train), settings, seed, desc)
+        return None
+    best = {"val_accuracy": -1.0}
+
+    def keep_if_best(seen: int) -> None:
+        model.eval()
+        greedy = GreedyDecoder(model, data.EOS_OUT, data.PAD_ID, task.max_len)
+        score = accuracy(greedy, val, task.eval_batch, device, f"validation after {seen} examples")
+        if score > best["val_accuracy"]:
+            best.update(val_accuracy=score, examples=seen, state=copy.deepcopy(model.state_dict()))
+
+    optimise(model, batch_loss, len(train), settings, seed, desc, keep_if_best, settings.val_every)
+    model.load_state_dict(best.pop("state"))
+    return best
 
 
 def decoding(method: DictConfig) -> str | None:
@@ -132,18 +164,25 @@ def train_through(method: DictConfig, model: Seq2Seq, group: VocabularyGroup, tr
     optimise(params, batch_loss, len(train), settings, seed, desc)
 
 
-def pretrained(task: DictConfig, train: data.Pairs, seed: int, ctx: RunContext) -> tuple[Seq2Seq, str]:
-    """The pretrained model for (split, architecture, settings, seed), cached under outputs/."""
-    settings = OmegaConf.masked_copy(task, ["split", "cell", "hidden", "dropout", "pretrain"])
-    g = "g" if task.architecture == "gseq2seq" else ""  # in the name, so plain checkpoints keep their keys
-    path = checkpoint_path(ctx.cache_dir, "scan", f"{g}{task.cell}-{task.split}", settings, seed, ".pt")
+def pretrained(task: DictConfig, train: data.Pairs, val: data.Pairs, seed: int,
+               ctx: RunContext) -> tuple[Seq2Seq, str, dict | None]:
+    """The pretrained model for (split, architecture, settings, seed), cached under outputs/, and
+    the checkpoint kept when keep=best_val (its examples and validation accuracy, kept beside it)."""
+    settings = OmegaConf.to_container(OmegaConf.masked_copy(task, ["split", "cell", "hidden", "dropout", "pretrain"]))
+    if settings["pretrain"]["keep"] == "last":  # checkpoints made before early stopping keep their keys
+        del settings["pretrain"]["keep"], settings["pretrain"]["val_every"]
+    path = checkpoint_path(ctx.cache_dir, "scan", f"{CHECKPOINT_PREFIX[task.architecture]}{task.cell}-{task.split}",
+                           settings, seed, ".pt")
+    kept_file = path.with_suffix(".json")
     model = new_model(task).to(ctx.device)
     if cached(path):
         model.load_state_dict(torch.load(path, map_location=ctx.device))
-        return model.eval(), "cache"
-    pretrain(model, train, task.pretrain, seed, ctx.device, f"pretrain {task.cell} on {task.split} seed {seed}")
+        return model.eval(), "cache", json.loads(kept_file.read_text()) if kept_file.exists() else None
+    kept = pretrain(model, train, val, task, seed, ctx.device, f"pretrain {task.cell} on {task.split} seed {seed}")
+    if kept is not None:
+        save_atomically(kept_file, lambda tmp: tmp.write_text(json.dumps(kept)))
     save_atomically(path, lambda tmp: torch.save(model.state_dict(), tmp))
-    return model, "trained"
+    return model, "trained", kept
 
 
 def decoder(method: DictConfig, model: Seq2Seq, group: VocabularyGroup, task: DictConfig,
@@ -185,10 +224,10 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
         train_file, test = data.load_split(ctx.data_dir / "scan", task.split, task.download)
     train, val = data.hold_out(train_file, task.pretrain.val_fraction, task.pretrain.split_seed)
     method = cfg.method
-    model, source = pretrained(task, train, cfg.seed, ctx)
+    model, source, kept = pretrained(task, train, val, cfg.seed, ctx)
     lam = None
     if method.name == "lambda":  # first λ with the model frozen, then the model with λ frozen
-        lam = methods.weighting_for(method, feature_dim=model.memory_proj.out_features).to(ctx.device)
+        lam = methods.weighting_for(method, feature_dim=model.summary_dim).to(ctx.device)
         model.requires_grad_(False)
         train_through(method, model, group, train, task, task.lambda_stage, lam, cfg.seed + 2, ctx.device,
                       f"λ-network on {task.split} seed {cfg.seed}", lam)
@@ -207,5 +246,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
         "finetune_examples": task.finetune.examples,
         "parameters": sum(p.numel() for p in model.parameters()),
     }
+    if kept is not None:
+        metrics.update({f"pretrain_kept_{k}": v for k, v in kept.items()})
     ctx.logger.log({k: v for k, v in metrics.items() if k.endswith("accuracy")})
     return metrics
