@@ -57,8 +57,8 @@ fig2-budget: setup
 ## checkpoint): the SCAN tables below pretrain it and write their table with a _paper_model suffix.
 SCAN_SEEDS ?= 0,1,2
 SCAN_MODEL ?= ours
-SCAN_MODEL_ours := task.architecture=seq2seq
-SCAN_MODEL_paper := task.architecture=seq2seq_paper task.pretrain.keep=best_val
+SCAN_MODEL_ours := task=scan task.architecture=seq2seq
+SCAN_MODEL_paper := task=scan task.architecture=seq2seq_paper task.pretrain.keep=best_val
 SCAN_ROWS_ours := --where task.architecture=seq2seq --where task.pretrain.keep!=best_val
 SCAN_ROWS_paper := --where task.architecture=seq2seq_paper --where task.pretrain.keep=best_val
 SCAN_MODEL_ARGS = $(or $(SCAN_MODEL_$(SCAN_MODEL)),$(error SCAN_MODEL=$(SCAN_MODEL) is not a SCAN model; choose ours or paper))
