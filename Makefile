@@ -53,16 +53,17 @@ fig2-budget: setup
 
 ## Paper Table 2: SCAN zero-shot LSTM / EquiLSTM / EquizeroLSTM on Add Jump and Around Right, 3 seeds.
 ## EquiLSTM rows decode per view (the paper's); "EquiLSTM stepwise" rows are ours (method.decoding=stepwise).
-## SCAN_MODEL=ours (our seq2seq, last checkpoint) | paper (the paper's attention decoder, best-validation
-## checkpoint): the SCAN tables below pretrain it and write their table with a _paper_model suffix.
+## SCAN_MODEL=paper (the default: the paper's attention decoder, best-validation checkpoint) | ours (our
+## seq2seq, last checkpoint): the model the SCAN tables below pretrain; ours writes its table with an
+## _our_model suffix.
 SCAN_SEEDS ?= 0,1,2
-SCAN_MODEL ?= ours
+SCAN_MODEL ?= paper
 SCAN_MODEL_ours := task=scan task.architecture=seq2seq
 SCAN_MODEL_paper := task=scan task.architecture=seq2seq_paper task.pretrain.keep=best_val
 SCAN_ROWS_ours := --where task.architecture=seq2seq --where task.pretrain.keep!=best_val
 SCAN_ROWS_paper := --where task.architecture=seq2seq_paper --where task.pretrain.keep=best_val
 SCAN_MODEL_ARGS = $(or $(SCAN_MODEL_$(SCAN_MODEL)),$(error SCAN_MODEL=$(SCAN_MODEL) is not a SCAN model; choose ours or paper))
-SCAN_TABLE = $(if $(filter paper,$(SCAN_MODEL)),$(1)_paper_model,$(1))
+SCAN_TABLE = $(if $(filter ours,$(SCAN_MODEL)),$(1)_our_model,$(1))
 PLAIN_SCAN_ROWS = --task scan --digits 1 --paper-rows $(SCAN_ROWS_$(SCAN_MODEL)) --where method.name!=lambda --where task.limit=None
 table2: setup
 	$(PY) run.py -m experiment=scan_lstm_vanilla,scan_lstm_equitune,scan_lstm_equitune_stepwise,scan_lstm_equizero task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(SCAN_MODEL_ARGS) $(ARGS)
@@ -91,11 +92,11 @@ table-scan-lambda: setup
 	$(PY) run.py -m experiment=scan_lstm_lambda,scan_lstm_lambda_stepwise task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(SCAN_MODEL_ARGS) $(ARGS)
 	$(PY) scripts/collect_results.py --task scan --digits 1 --paper-rows --where method.name=lambda $(SCAN_ROWS_$(SCAN_MODEL)) --where task.cell=lstm --where task.limit=None --where task.finetune.examples=0 --out outputs/tables/$(call SCAN_TABLE,table_scan_lambda).md
 
-## SCAN few-shot curve (Add Jump, LSTM): test accuracy against finetuning examples.
+## SCAN few-shot curve (Add Jump, LSTM): test accuracy against finetuning examples (SCAN_MODEL as above).
 FEWSHOT ?= 0,1000,2500,5000,10000
 fig-scan-fewshot: setup
-	$(PY) run.py -m task=scan task.cell=lstm task.split=add_jump method=vanilla,equitune,equizero task.finetune.examples=$(FEWSHOT) seed=$(SCAN_SEEDS) $(ARGS)
-	$(PY) scripts/fig_scan_fewshot.py
+	$(PY) run.py -m task=scan task.cell=lstm task.split=add_jump method=vanilla,equitune,equizero task.finetune.examples=$(FEWSHOT) seed=$(SCAN_SEEDS) $(SCAN_MODEL_ARGS) $(ARGS)
+	$(PY) scripts/fig_scan_fewshot.py $(SCAN_ROWS_$(SCAN_MODEL)) --png outputs/figures/$(call SCAN_TABLE,fig_scan_fewshot).png --table outputs/tables/$(call SCAN_TABLE,fig_scan_fewshot).md
 
 ## rot90-CIFAR10: the pretrained CNNs (ImageNet weights adapted to CIFAR-10 when torchvision can get
 ## them, else trained from scratch on upright CIFAR-10: measured 41 min for ResNet and 73 min for AlexNet

@@ -29,8 +29,11 @@ def main() -> int:
     parser.add_argument("--split", default="add_jump")
     parser.add_argument("--png", type=Path, default=REPO / "outputs" / "figures" / "fig_scan_fewshot.png")
     parser.add_argument("--table", type=Path, default=REPO / "outputs" / "tables" / "fig_scan_fewshot.md")
+    parser.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                        help="keep runs whose config has this value (KEY!=VALUE: does not); repeatable")
     args = parser.parse_args()
-    where = [f"task.cell={args.cell}", f"task.split={args.split}", "task.limit=None", "method.decoding!=stepwise"]
+    where = [f"task.cell={args.cell}", f"task.split={args.split}", "task.limit=None", "method.decoding!=stepwise",
+             *args.where]
     records = load(args.runs, "scan", False, False, where)  # equitune: the paper's per_view decoding
     curves: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in records:

@@ -41,7 +41,7 @@ def swap_group(task: DictConfig) -> VocabularyGroup:
         return vocabulary_cycles(data.COMMANDS, swap.commands, data.ACTIONS, swap.actions, name=f"swap_{task.split}")
 
 
-ARCHITECTURES = {"seq2seq": Seq2Seq, "seq2seq_paper": PaperSeq2Seq, "gseq2seq": GSeq2Seq}
+PLAIN_ARCHITECTURES = {"seq2seq": Seq2Seq, "seq2seq_paper": PaperSeq2Seq}
 CHECKPOINT_PREFIX = {"seq2seq": "", "seq2seq_paper": "paper-", "gseq2seq": "g"}  # ours keeps its old names
 
 
@@ -50,8 +50,8 @@ def new_model(task: DictConfig) -> Seq2Seq | PaperSeq2Seq:
     (Gordon et al.) for the task's swap, with `hidden` channels per group element."""
     if task.architecture == "gseq2seq":
         return GSeq2Seq(task.cell, swap_group(task), task.hidden, task.dropout, pad_id=data.PAD_ID, sos_id=data.SOS_ID)
-    return ARCHITECTURES[task.architecture](task.cell, len(data.COMMANDS), len(data.ACTIONS), task.hidden, task.dropout,
-                                            pad_id=data.PAD_ID, sos_id=data.SOS_ID)
+    return PLAIN_ARCHITECTURES[task.architecture](task.cell, len(data.COMMANDS), len(data.ACTIONS), task.hidden,
+                                                  task.dropout, pad_id=data.PAD_ID, sos_id=data.SOS_ID)
 
 
 def optimise(model: nn.Module, batch_loss, size: int, settings: DictConfig, seed: int, desc: str,
