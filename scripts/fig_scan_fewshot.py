@@ -22,7 +22,7 @@ from collect_results import REPO, load, mean_std, stats  # noqa: E402
 METHODS = ["vanilla", "equitune", "equizero"]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=REPO / "outputs" / "runs")
     parser.add_argument("--cell", default="lstm")
@@ -31,7 +31,7 @@ def main() -> int:
     parser.add_argument("--table", type=Path, default=REPO / "outputs" / "tables" / "fig_scan_fewshot.md")
     parser.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
                         help="keep runs whose config has this value (KEY!=VALUE: does not); repeatable")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     where = [f"task.cell={args.cell}", f"task.split={args.split}", "task.limit=None", "method.decoding!=stepwise",
              *args.where]
     records = load(args.runs, "scan", False, False, where)  # equitune: the paper's per_view decoding

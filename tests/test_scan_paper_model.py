@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import sys
+
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -10,6 +13,11 @@ from equi.config import compose_config, run_key
 from equi.data import scan as data
 from equi.experiment import execute
 from equi.tasks import scan
+
+from .conftest import REPO
+
+sys.path.insert(0, str(REPO / "scripts"))
+import fig_scan_fewshot  # noqa: E402
 
 PAPER = ["task=scan", "task.architecture=seq2seq_paper"]
 
@@ -151,3 +159,24 @@ def test_paper_model_runs_caches_under_its_own_name_and_reports_its_checkpoint(t
                                     "task.pretrain.val_every=128"]), tmp_path / "again")
     assert again["metrics"]["weights"] == "cache"
     assert again["metrics"]["pretrain_kept_examples"] == record["metrics"]["pretrain_kept_examples"]
+
+
+def test_the_few_shot_curve_keeps_one_models_runs(tmp_path):
+    """Runs of the other seq2seq and of G-models (method vanilla, cell lstm) stay off the curve."""
+    for n, (architecture, keep, method, accuracy) in enumerate([
+            ("seq2seq_paper", "best_val", "vanilla", 1.0), ("seq2seq_paper", "best_val", "equizero", 70.0),
+            ("seq2seq", "last", "vanilla", 9.0), ("gseq2seq", "best_val", "vanilla", 98.0)]):
+        config = {"task": {"cell": "lstm", "split": "add_jump", "limit": None, "architecture": architecture,
+                           "pretrain": {"keep": keep}, "finetune": {"examples": 0}}, "method": {"decoding": None}}
+        run = tmp_path / "runs" / f"run{n}"
+        run.mkdir(parents=True)
+        (run / "results.json").write_text(json.dumps({"task": "scan", "method": method, "config": config,
+                                                      "metrics": {"test_accuracy": accuracy}}))
+    table = tmp_path / "t.md"
+    common = ["--runs", str(tmp_path / "runs"), "--png", str(tmp_path / "f.png"), "--table", str(table)]
+    assert fig_scan_fewshot.main([*common, "--where", "task.architecture=seq2seq_paper",
+                                  "--where", "task.pretrain.keep=best_val"]) == 0
+    assert table.read_text().splitlines()[2] == "| 0 | 1.0 (0.0), n=1 | - | 70.0 (0.0), n=1 |"
+    assert fig_scan_fewshot.main([*common, "--where", "task.architecture=seq2seq",
+                                  "--where", "task.pretrain.keep!=best_val"]) == 0
+    assert table.read_text().splitlines()[2] == "| 0 | 9.0 (0.0), n=1 | - | - |"
