@@ -9,7 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from equi.config import compose_config, run_key
+from equi.config import check_cli, compose_config, run_key
 from equi.data import scan as data
 from equi.experiment import execute
 from equi.tasks import scan
@@ -133,7 +133,16 @@ def test_best_val_ends_on_the_checkpoint_of_best_validation_accuracy(shared_data
     assert not all(torch.equal(v, states[3][k]) for k, v in states[1].items())
 
 
-def test_keep_last_leaves_run_keys_and_checkpoints_as_they_were():
+@pytest.mark.parametrize("override,message", [
+    ("task.architecture=seq2seq_papr", "unknown task.architecture 'seq2seq_papr'; choose one of: seq2seq, seq2seq_paper, gseq2seq"),
+    ("task.pretrain.keep=best", "unknown task.pretrain.keep 'best'; choose one of: last, best_val"),
+    ("task.pretrain.val_every=0", "task.pretrain.val_every must be an integer ≥ 1, got 0"),
+])
+def test_bad_model_settings_are_one_line(override, message):
+    assert check_cli(["task=scan", override]) == message
+
+
+def test_keep_last_leaves_run_keys_and_checkpoints_as_they_were(tmp_path):
     cfg = compose_config(["experiment=scan_lstm_vanilla", "task.split=add_jump"])
     before = OmegaConf.to_container(cfg)
     del before["task"]["pretrain"]["keep"], before["task"]["pretrain"]["val_every"]
@@ -142,6 +151,10 @@ def test_keep_last_leaves_run_keys_and_checkpoints_as_they_were():
         == run_key(cfg)
     assert run_key(compose_config(["experiment=scan_lstm_vanilla", "task.split=add_jump",
                                    "task.pretrain.keep=best_val"])) != run_key(cfg)
+    # the name the LSTM checkpoint of add_jump, seed 0, had before keep and val_every existed
+    assert scan.checkpoint_file(cfg.task, 0, tmp_path).name == "lstm-add_jump-seed0-e22045f137.pt"
+    paper = compose_config([*PAPER, "task.pretrain.keep=best_val"]).task
+    assert scan.checkpoint_file(paper, 0, tmp_path).name.startswith("paper-lstm-add_jump-seed0-")
 
 
 def test_paper_model_runs_caches_under_its_own_name_and_reports_its_checkpoint(tmp_path, shared_data, monkeypatch):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -164,15 +165,20 @@ def train_through(method: DictConfig, model: Seq2Seq, group: VocabularyGroup, tr
     optimise(params, batch_loss, len(train), settings, seed, desc)
 
 
-def pretrained(task: DictConfig, train: data.Pairs, val: data.Pairs, seed: int,
-               ctx: RunContext) -> tuple[Seq2Seq, str, dict | None]:
-    """The pretrained model for (split, architecture, settings, seed), cached under outputs/, and
-    the checkpoint kept when keep=best_val (its examples and validation accuracy, kept beside it)."""
+def checkpoint_file(task: DictConfig, seed: int, cache_dir) -> Path:
+    """Where the pretrained model for (split, architecture, settings, seed) is cached."""
     settings = OmegaConf.to_container(OmegaConf.masked_copy(task, ["split", "cell", "hidden", "dropout", "pretrain"]))
     if settings["pretrain"]["keep"] == "last":  # checkpoints made before early stopping keep their keys
         del settings["pretrain"]["keep"], settings["pretrain"]["val_every"]
-    path = checkpoint_path(ctx.cache_dir, "scan", f"{CHECKPOINT_PREFIX[task.architecture]}{task.cell}-{task.split}",
+    return checkpoint_path(cache_dir, "scan", f"{CHECKPOINT_PREFIX[task.architecture]}{task.cell}-{task.split}",
                            settings, seed, ".pt")
+
+
+def pretrained(task: DictConfig, train: data.Pairs, val: data.Pairs, seed: int,
+               ctx: RunContext) -> tuple[Seq2Seq, str, dict | None]:
+    """The pretrained model, cached under outputs/ (see checkpoint_file), and the checkpoint kept
+    when keep=best_val (its examples and validation accuracy, kept beside it)."""
+    path = checkpoint_file(task, seed, ctx.cache_dir)
     kept_file = path.with_suffix(".json")
     model = new_model(task).to(ctx.device)
     if cached(path):
