@@ -35,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     where = [f"task.cell={args.cell}", f"task.split={args.split}", "task.limit=None", "method.decoding!=stepwise",
              *args.where]
     records = load(args.runs, "scan", False, False, where)  # equitune: the paper's per_view decoding
+    models = {(r["config"]["task"]["architecture"], r["config"]["task"]["pretrain"].get("keep", "last")) for r in records}
+    if len(models) > 1:
+        print(f"error: the runs come from {len(models)} models ({', '.join(sorted(f'{a}/{k}' for a, k in models))}); "
+              "keep one with --where task.architecture=… --where task.pretrain.keep=…", file=sys.stderr)
+        return 2
     curves: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
         curves[r["method"]][r["config"]["task"]["finetune"]["examples"]].append(r["metrics"]["test_accuracy"])

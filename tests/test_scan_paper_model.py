@@ -147,6 +147,7 @@ def test_keep_last_leaves_run_keys_and_checkpoints_as_they_were(tmp_path):
     before = OmegaConf.to_container(cfg)
     del before["task"]["pretrain"]["keep"], before["task"]["pretrain"]["val_every"]
     assert run_key(OmegaConf.create(before)) == run_key(cfg)
+    assert run_key(cfg) == "47188a6279"  # the key of this run before keep and val_every existed
     assert run_key(compose_config(["experiment=scan_lstm_vanilla", "task.split=add_jump", "task.pretrain.val_every=7"])) \
         == run_key(cfg)
     assert run_key(compose_config(["experiment=scan_lstm_vanilla", "task.split=add_jump",
@@ -178,9 +179,10 @@ def test_the_few_shot_curve_keeps_one_models_runs(tmp_path):
     """Runs of the other seq2seq and of G-models (method vanilla, cell lstm) stay off the curve."""
     for n, (architecture, keep, method, accuracy) in enumerate([
             ("seq2seq_paper", "best_val", "vanilla", 1.0), ("seq2seq_paper", "best_val", "equizero", 70.0),
-            ("seq2seq", "last", "vanilla", 9.0), ("gseq2seq", "best_val", "vanilla", 98.0)]):
+            ("seq2seq", None, "vanilla", 9.0), ("gseq2seq", "best_val", "vanilla", 98.0)]):
+        pretrain = {} if keep is None else {"keep": keep}  # None: a run made before keep existed
         config = {"task": {"cell": "lstm", "split": "add_jump", "limit": None, "architecture": architecture,
-                           "pretrain": {"keep": keep}, "finetune": {"examples": 0}}, "method": {"decoding": None}}
+                           "pretrain": pretrain, "finetune": {"examples": 0}}, "method": {"decoding": None}}
         run = tmp_path / "runs" / f"run{n}"
         run.mkdir(parents=True)
         (run / "results.json").write_text(json.dumps({"task": "scan", "method": method, "config": config,
@@ -193,3 +195,4 @@ def test_the_few_shot_curve_keeps_one_models_runs(tmp_path):
     assert fig_scan_fewshot.main([*common, "--where", "task.architecture=seq2seq",
                                   "--where", "task.pretrain.keep!=best_val"]) == 0
     assert table.read_text().splitlines()[2] == "| 0 | 9.0 (0.0), n=1 | - | - |"
+    assert fig_scan_fewshot.main(common) == 2  # three models: no curve that mixes them

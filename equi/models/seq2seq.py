@@ -17,6 +17,21 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
 
+def encode(encoder: nn.Module, embedded: torch.Tensor, mask: torch.Tensor):
+    """Run the (bidirectional) encoder over the unpadded part of each command: outputs (B, S, 2H),
+    zero at padding, and its final states."""
+    lengths = mask.sum(1).clamp(min=1)
+    packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    outputs, final = encoder(packed)
+    outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=mask.shape[1])
+    return outputs, final
+
+
+def mean_over_commands(memory: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The (B, D) mean of memory over each command's words: the summary λ-networks read."""
+    return (memory * mask.unsqueeze(-1)).sum(1) / mask.sum(1).clamp(min=1).unsqueeze(-1)
+
+
 class Seq2Seq(nn.Module):
     def __init__(self, cell: str, in_vocab: int, out_vocab: int, hidden: int = 64, dropout: float = 0.1,
                  pad_id: int = 0, sos_id: int = 1):
@@ -38,18 +53,14 @@ class Seq2Seq(nn.Module):
     def start(self, src: torch.Tensor):
         """Encode (B, S) commands → decoder state and a (B, H) summary (for λ-networks)."""
         mask = src != self.pad_id
-        lengths = mask.sum(1).clamp(min=1)
-        packed = pack_padded_sequence(self.dropout(self.embed_in(src)), lengths.cpu(), batch_first=True, enforce_sorted=False)
-        outputs, final = self.encoder(packed)
-        outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=src.shape[1])
+        outputs, final = encode(self.encoder, self.dropout(self.embed_in(src)), mask)
         memory = self.memory_proj(outputs)
 
         def merge(h):  # (2, B, H) forward/backward → (1, B, H)
             return torch.tanh(self.bridge(torch.cat([h[0], h[1]], dim=-1))).unsqueeze(0)
 
         hidden = (merge(final[0]), merge(final[1])) if self.is_lstm else merge(final)
-        summary = (memory * mask.unsqueeze(-1)).sum(1) / lengths.unsqueeze(-1)
-        return (hidden, memory, mask), summary
+        return (hidden, memory, mask), mean_over_commands(memory, mask)
 
     @property
     def summary_dim(self) -> int:
@@ -103,22 +114,18 @@ class PaperSeq2Seq(nn.Module):
 
     @property
     def summary_dim(self) -> int:
-        return self.decoder.hidden_size
+        return 2 * self.encoder.hidden_size
 
     def start(self, src: torch.Tensor):
         """Encode (B, S) commands → decoder state and a (B, 2H) summary (for λ-networks)."""
         mask = src != self.pad_id
-        lengths = mask.sum(1).clamp(min=1)
-        packed = pack_padded_sequence(self.embed_in(src), lengths.cpu(), batch_first=True, enforce_sorted=False)
-        outputs, final = self.encoder(packed)
-        memory, _ = pad_packed_sequence(outputs, batch_first=True, total_length=src.shape[1])
+        memory, final = encode(self.encoder, self.embed_in(src), mask)
 
         def side_by_side(h):  # (2, B, H) forward/backward → (1, B, 2H)
             return torch.cat([h[0], h[1]], dim=-1).unsqueeze(0)
 
         hidden = (side_by_side(final[0]), side_by_side(final[1])) if self.is_lstm else side_by_side(final)
-        summary = (memory * mask.unsqueeze(-1)).sum(1) / lengths.unsqueeze(-1)
-        return (hidden, memory, mask), summary
+        return (hidden, memory, mask), mean_over_commands(memory, mask)
 
     def step(self, prev: torch.Tensor, state):
         """One decoder step: previous tokens (N,) → logits (N, V) and the next state."""

@@ -167,7 +167,8 @@ def train_through(method: DictConfig, model: Seq2Seq, group: VocabularyGroup, tr
 
 def checkpoint_file(task: DictConfig, seed: int, cache_dir) -> Path:
     """Where the pretrained model for (split, architecture, settings, seed) is cached."""
-    settings = OmegaConf.to_container(OmegaConf.masked_copy(task, ["split", "cell", "hidden", "dropout", "pretrain"]))
+    settings = OmegaConf.to_container(OmegaConf.masked_copy(task, ["split", "cell", "hidden", "dropout", "pretrain"]),
+                                     resolve=True)
     if settings["pretrain"]["keep"] == "last":  # checkpoints made before early stopping keep their keys
         del settings["pretrain"]["keep"], settings["pretrain"]["val_every"]
     return checkpoint_path(cache_dir, "scan", f"{CHECKPOINT_PREFIX[task.architecture]}{task.cell}-{task.split}",
