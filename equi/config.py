@@ -44,6 +44,10 @@ def _last_scan_checkpoint(cfg: DictConfig) -> bool:
     return OmegaConf.select(cfg, "task.pretrain.keep", default="last") == "last"
 
 
+def _scan_finetuning_without_decay(cfg: DictConfig) -> bool:
+    return cfg.task.name == "scan" and not OmegaConf.select(cfg, "task.finetune.weight_decay", default=0)
+
+
 ADDED_KEYS = {
     "method.relaxed": lambda cfg: not OmegaConf.select(cfg, "method.relaxed", default=False),  # nlg's R- variants
     "method.decoding": lambda cfg: cfg.task.name not in schema.DECODING_TASKS,  # scan only
@@ -52,6 +56,8 @@ ADDED_KEYS = {
     "task.fast.paper_protocol": _our_cnn_protocol,
     "task.pretrain.keep": _last_scan_checkpoint,  # scan's early stopping
     "task.pretrain.val_every": _last_scan_checkpoint,
+    "task.finetune.weight_decay": _scan_finetuning_without_decay,  # scan's paper finetuning recipe
+    "task.paper_finetune_lr": lambda cfg: OmegaConf.select(cfg, "task.finetune.lr") != "paper",  # scan's table of them
 }
 
 

@@ -306,7 +306,9 @@ TASKS: dict[str, dict[str, Rule]] = {
                              "keep": Choice(("last", "best_val")), "val_every": SIZE,
                              "val_fraction": Number(low=0, high=1, above=True, below=True)}),
         **block("lambda_stage", SCAN_TRAINING),
-        **block("finetune", SCAN_TRAINING),
+        **block("finetune", {**SCAN_TRAINING, "weight_decay": Number(low=0),
+                             "lr": Either(RATE, Choice(("paper",)))}),  # paper: task.paper_finetune_lr's
+        "paper_finetune_lr.*.*": RATE,
         "eval_batch": SIZE, "limit": SIZE_OR_NULL,
         "groups.*.commands": ListOf(ListOf(Choice(SCAN_WORDS))),
         "groups.*.actions": ListOf(ListOf(Choice(SCAN_ACTIONS))),

@@ -59,10 +59,11 @@ def optimise(model: nn.Module, batch_loss, size: int, settings: DictConfig, seed
              check: Callable[[int], None] | None = None, check_every: int = 0) -> None:
     """Adam on `model`'s parameters with gradient clipping over random mini-batches until
     `examples` examples are seen; the learning rate follows `schedule` (constant, or cosine).
+    Only finetuning has a weight_decay (Adam's L2 term, as the paper's finetuning scripts use).
     check(examples seen), if given, runs every `check_every` examples and after the last batch.
     Under DDP every rank draws the same batches and computes the loss on its part of each."""
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    opt = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.get("weight_decay", 0.0))
     steps = -(-settings.examples // settings.batch_size)
     decay = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if settings.schedule == "cosine" else None
     model.train()
@@ -165,6 +166,18 @@ def train_through(method: DictConfig, model: Seq2Seq, group: VocabularyGroup, tr
     optimise(params, batch_loss, len(train), settings, seed, desc)
 
 
+def finetune_settings(task: DictConfig, method: DictConfig) -> DictConfig:
+    """task.finetune, where lr=paper becomes the rate of the paper's finetuning script for the
+    method and split (task.paper_finetune_lr)."""
+    if task.finetune.lr != "paper" or not task.finetune.examples:
+        return task.finetune
+    rate = OmegaConf.select(task, f"paper_finetune_lr.{method.name}.{task.split}")
+    if rate is None:
+        raise ConfigError(f"task.finetune.lr=paper: the paper has no finetuning rate for {method.name} on {task.split} "
+                          f"(task.paper_finetune_lr); give task.finetune.lr a number")
+    return OmegaConf.merge(task.finetune, {"lr": rate})
+
+
 def checkpoint_file(task: DictConfig, seed: int, cache_dir) -> Path:
     """Where the pretrained model for (split, architecture, settings, seed) is cached."""
     settings = OmegaConf.to_container(OmegaConf.masked_copy(task, ["split", "cell", "hidden", "dropout", "pretrain"]),
@@ -231,6 +244,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
         train_file, test = data.load_split(ctx.data_dir / "scan", task.split, task.download)
     train, val = data.hold_out(train_file, task.pretrain.val_fraction, task.pretrain.split_seed)
     method = cfg.method
+    finetuning = finetune_settings(task, method)
     model, source, kept = pretrained(task, train, val, cfg.seed, ctx)
     lam = None
     if method.name == "lambda":  # first λ with the model frozen, then the model with λ frozen
@@ -241,7 +255,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
         lam.requires_grad_(False).eval()
         model.requires_grad_(True)
     if task.finetune.examples:
-        train_through(method, model, group, train, task, task.finetune, model, cfg.seed + 1, ctx.device,
+        train_through(method, model, group, train, task, finetuning, model, cfg.seed + 1, ctx.device,
                       f"finetune {method.name} on {task.split} seed {cfg.seed}", lam)
     if task.limit:
         val, test = val.subset(range(min(task.limit, len(val)))), test.subset(range(min(task.limit, len(test))))
@@ -251,6 +265,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
         "test_accuracy": accuracy(decode, test, task.eval_batch, ctx.device, "test"),
         "weights": source,
         "finetune_examples": task.finetune.examples,
+        "finetune_lr": finetuning.lr if task.finetune.examples else None,
         "parameters": sum(p.numel() for p in model.parameters()),
     }
     if kept is not None:
