@@ -136,10 +136,10 @@ def paper_figure(groups: dict, models: list[str], path: Path, paper_legend: bool
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("rot90-CIFAR10 accuracy (%)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)  # below: off the curves
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
