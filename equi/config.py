@@ -57,6 +57,8 @@ ADDED_KEYS = {
     "task.pretrain.keep": _last_scan_checkpoint,  # scan's early stopping
     "task.pretrain.val_every": _last_scan_checkpoint,
     "task.finetune.weight_decay": _scan_finetuning_without_decay,  # scan's paper finetuning recipe
+    "task.finetune.loss": lambda cfg: cfg.task.name == "scan" and OmegaConf.select(
+        cfg, "task.finetune.loss", default="token_mean") == "token_mean",
     "task.paper_finetune_lr": lambda cfg: OmegaConf.select(cfg, "task.finetune.lr") != "paper",  # scan's table of them
 }
 

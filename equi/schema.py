@@ -307,6 +307,7 @@ TASKS: dict[str, dict[str, Rule]] = {
                              "val_fraction": Number(low=0, high=1, above=True, below=True)}),
         **block("lambda_stage", SCAN_TRAINING),
         **block("finetune", {**SCAN_TRAINING, "weight_decay": Number(low=0),
+                             "loss": Choice(("token_mean", "sum_to_predicted_eos")),
                              "lr": Either(RATE, Choice(("paper",)))}),  # paper: task.paper_finetune_lr's
         "paper_finetune_lr.*.*": RATE,
         "eval_batch": SIZE, "limit": SIZE_OR_NULL,

@@ -22,6 +22,12 @@ from collect_results import REPO, load, mean_std, stats  # noqa: E402
 METHODS = ["vanilla", "equitune", "equizero"]
 
 
+def recipe(finetune: dict) -> str:
+    """How a run finetuned (runs made before weight_decay and loss existed had 0 and token_mean)."""
+    return (f"batch {finetune['batch_size']}, lr {finetune['lr']}, weight decay {finetune.get('weight_decay', 0.0)}, "
+            f"{finetune.get('loss', 'token_mean')}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=REPO / "outputs" / "runs")
@@ -39,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     if len(models) > 1:
         print(f"error: the runs come from {len(models)} models ({', '.join(sorted(f'{a}/{k}' for a, k in models))}); "
               "keep one with --where task.architecture=… --where task.pretrain.keep=…", file=sys.stderr)
+        return 2
+    recipes = {recipe(r["config"]["task"]["finetune"]) for r in records if r["config"]["task"]["finetune"]["examples"]}
+    if len(recipes) > 1:
+        print(f"error: the runs finetune by {len(recipes)} recipes ({'; '.join(sorted(recipes))}); keep one with "
+              "--where task.finetune.batch_size=… (or lr, weight_decay, loss)", file=sys.stderr)
         return 2
     curves: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in records:

@@ -3,40 +3,50 @@ per method and split: task.finetune.lr=paper) and ours (batches of 32 at 5e-4)."
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from equi import distributed
 from equi.config import check_cli, compose_config, run_key
+from equi.data import scan as data
+from equi.errors import ConfigError
 from equi.experiment import execute
 from equi.tasks import scan
 
 from .conftest import REPO
 
-PAPER_RECIPE = ["task.finetune.batch_size=1", "task.finetune.weight_decay=1e-4", "task.finetune.lr=paper"]
+PAPER_RECIPE = ["task.finetune.batch_size=1", "task.finetune.weight_decay=1e-4", "task.finetune.lr=paper",
+                "task.finetune.loss=sum_to_predicted_eos"]
 
 
 @pytest.mark.parametrize("experiment,split,rate", [
     ("vanilla", "add_jump", 5e-5), ("vanilla", "around_right", 5e-5),  # no script: the scripts' default
     ("equitune", "add_jump", 2e-5), ("equitune", "around_right", 5e-5),  # equitune_test_*.sh
     ("equitune_finetune_stepwise", "add_jump", 2e-5), ("equitune_finetune_stepwise", "around_right", 5e-5),
-    ("equizero", "add_jump", 5e-5), ("equizero", "around_right", 2e-5),  # equizero_scan.py's comment
+    ("equizero", "add_jump", 1e-4), ("equizero", "around_right", 4e-5),  # twice equizero_scan.py's: two steps
 ])
 def test_lr_paper_is_the_rate_of_the_papers_script_for_the_method_and_split(experiment, split, rate):
     name = experiment if experiment.endswith("stepwise") else f"{experiment}_finetune"
     cfg = compose_config([f"experiment=scan_lstm_{name}", f"task.split={split}", *PAPER_RECIPE])
     settings = scan.finetune_settings(cfg.task, cfg.method)
-    assert (settings.lr, settings.batch_size, settings.weight_decay, settings.examples) == (rate, 1, 1e-4, 10000)
+    assert (settings.lr, settings.batch_size, settings.weight_decay, settings.examples, settings.loss) == \
+        (rate, 1, 1e-4, 10000, "sum_to_predicted_eos")
 
 
-def test_lr_paper_without_a_papers_rate_is_one_line_before_any_work(tmp_path):
-    cfg = compose_config(["task=scan", "method=lambda", "task.finetune.examples=10", "task.finetune.lr=paper"])
-    with pytest.raises(Exception, match=r"^task.finetune.lr=paper: the paper has no finetuning rate for lambda on "
+def test_lr_paper_without_a_papers_rate_is_one_line_before_any_work(tmp_path, shared_data, monkeypatch):
+    monkeypatch.setenv("EQUI_DATA", str(shared_data))
+    monkeypatch.setattr(scan, "pretrained", lambda *a: pytest.fail("pretrained before the settings were checked"))
+    cfg = compose_config(["task=scan", "method=lambda", "task.finetune.examples=10", "task.finetune.lr=paper",
+                          "logger=none"])
+    with pytest.raises(ConfigError, match=r"^task.finetune.lr=paper: the paper has no finetuning rate for lambda on "
                                         r"add_jump \(task.paper_finetune_lr\); give task.finetune.lr a number$"):
-        scan.finetune_settings(cfg.task, cfg.method)
+        execute(cfg, tmp_path)
     zero_shot = compose_config(["task=scan", "method=lambda", "task.finetune.lr=paper"])
     assert scan.finetune_settings(zero_shot.task, zero_shot.method).lr == "paper"  # nothing to finetune
 
@@ -44,6 +54,7 @@ def test_lr_paper_without_a_papers_rate_is_one_line_before_any_work(tmp_path):
 @pytest.mark.parametrize("override,message", [
     ("task.finetune.lr=papr", "task.finetune.lr must be a number > 0, or one of paper, got 'papr'"),
     ("task.finetune.weight_decay=-1", "task.finetune.weight_decay must be a number ≥ 0, got -1"),
+    ("task.finetune.loss=sum", "unknown task.finetune.loss 'sum'; choose one of: token_mean, sum_to_predicted_eos"),
     ("task.paper_finetune_lr.equitune.add_jump=0", "task.paper_finetune_lr.equitune.add_jump must be a number > 0, got 0"),
 ])
 def test_bad_recipe_settings_are_one_line(override, message):
@@ -53,6 +64,7 @@ def test_bad_recipe_settings_are_one_line(override, message):
 def test_our_recipe_keeps_the_run_keys_it_had():
     assert run_key(compose_config(["experiment=scan_lstm_equitune_finetune"])) == "b60920476a"  # before weight_decay
     assert run_key(compose_config(["task=scan"])) == run_key(compose_config(["task=scan", "task.finetune.weight_decay=0"]))
+    assert run_key(compose_config(["task=scan"])) != run_key(compose_config(["task=scan", "task.finetune.loss=sum_to_predicted_eos"]))
     changed = compose_config(["task=scan", "task.paper_finetune_lr.equitune.add_jump=1e-3"])
     assert run_key(changed) == run_key(compose_config(["task=scan"]))  # the table counts only when lr=paper
     paper = compose_config(["experiment=scan_lstm_equitune_finetune", *PAPER_RECIPE])
@@ -76,7 +88,7 @@ def test_a_paper_recipe_run_records_its_rate(tmp_path, shared_data, monkeypatch)
     record = execute(compose_config(["experiment=scan_lstm_equizero_finetune", "task.split=around_right", "fast=true",
                                      "logger=none", "task.fast.pretrain.examples=64", "task.finetune.examples=6",
                                      *PAPER_RECIPE]), tmp_path)
-    assert record["metrics"]["finetune_lr"] == 2e-5
+    assert record["metrics"]["finetune_lr"] == 4e-5
     assert record["config"]["task"]["finetune"]["lr"] == "paper"
 
 
@@ -93,3 +105,43 @@ def test_the_finetuning_tables_take_the_papers_recipe_unless_told_ours():
     bad = make_dry("SCAN_FINETUNE=papr")
     assert bad.returncode == 2
     assert "SCAN_FINETUNE=papr is not a SCAN finetuning recipe; choose paper or ours" in bad.stderr
+
+
+def test_the_papers_loss_sums_each_target_up_to_its_first_predicted_eos():
+    """Sequence 0 predicts <eos> at step 1: steps 0 and 1 count. Sequence 1 never does: its
+    unpadded steps count. The sum per sequence is averaged over the batch."""
+    torch.manual_seed(0)
+    log_p = torch.randn(2, 4, len(data.ACTIONS)).log_softmax(-1)
+    log_p[0, 1, data.EOS_OUT] = 5.0  # the argmax at step 1
+    log_p[1, :, data.EOS_OUT] = -50.0
+    a, b = data.ACTIONS.index("I_JUMP"), data.ACTIONS.index("I_RUN")
+    target = torch.tensor([[a, b, a, data.EOS_OUT], [b, a, data.EOS_OUT, data.PAD_ID]])
+    expected = (-(log_p[0, 0, a] + log_p[0, 1, b]) - (log_p[1, 0, b] + log_p[1, 1, a] + log_p[1, 2, data.EOS_OUT])) / 2
+    assert torch.allclose(scan.loss_to_predicted_eos(log_p, target), expected)
+
+
+def test_batches_smaller_than_the_process_count_are_one_line(monkeypatch):
+    cfg = compose_config(["task=scan", *PAPER_RECIPE])
+    scan.check_batches(cfg.task)
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    with pytest.raises(ConfigError, match=r"^task.finetune.batch_size=1 is smaller than the 2 processes that share "
+                                          r"each batch; raise it or run fewer$"):
+        scan.check_batches(cfg.task)
+
+
+def test_the_few_shot_curve_refuses_runs_of_two_finetuning_recipes(tmp_path):
+    sys.path.insert(0, str(REPO / "scripts"))
+    import fig_scan_fewshot
+
+    for n, (batch, lr, examples) in enumerate([(32, 5e-4, 0), (32, 5e-4, 10000), (1, "paper", 10000)]):
+        config = {"task": {"cell": "lstm", "split": "add_jump", "limit": None, "architecture": "seq2seq_paper",
+                           "pretrain": {"keep": "best_val"}, "finetune": {"examples": examples, "batch_size": batch,
+                                                                           "lr": lr}}, "method": {"decoding": None}}
+        run = tmp_path / "runs" / f"run{n}"
+        run.mkdir(parents=True)
+        (run / "results.json").write_text(json.dumps({"task": "scan", "method": "equizero", "config": config,
+                                                      "metrics": {"test_accuracy": 50.0 + n}}))
+    common = ["--runs", str(tmp_path / "runs"), "--png", str(tmp_path / "f.png"), "--table", str(tmp_path / "t.md")]
+    assert fig_scan_fewshot.main(common) == 2
+    assert fig_scan_fewshot.main([*common, "--where", "task.finetune.lr!=paper"]) == 0
+    assert (tmp_path / "t.md").read_text().splitlines()[3] == "| 10000 | - | - | 51.0 (0.0), n=1 |"

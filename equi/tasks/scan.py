@@ -146,6 +146,18 @@ def teacher_forced(method: DictConfig, model: Seq2Seq, group: VocabularyGroup, s
     return methods.wrap(method, net, group=pairs, invariant=False, default_proxy=task.default_proxy)
 
 
+def loss_to_predicted_eos(log_p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The paper's finetuning loss (finetune.loss=sum_to_predicted_eos): each target's NLL summed
+    over its steps up to and including the first whose argmax is <eos> (its loop breaks there),
+    averaged over the batch."""
+    predicted_eos = (log_p.argmax(-1) == data.EOS_OUT).long()
+    after = predicted_eos.cumsum(1) - predicted_eos > 0  # an <eos> was predicted at an earlier step
+    target = target.masked_fill(after, data.PAD_ID)
+    nll = nn.functional.nll_loss(log_p.reshape(-1, log_p.shape[-1]), target.reshape(-1), ignore_index=data.PAD_ID,
+                                 reduction="sum")
+    return nll / len(target)
+
+
 def train_through(method: DictConfig, model: Seq2Seq, group: VocabularyGroup, train: data.Pairs, task: DictConfig,
                   settings: DictConfig, params: nn.Module, seed: int, device, desc: str, lam: Weighting | None = None) -> None:
     """Training of `params` (the model when finetuning, λ in λ-equitune's first stage) through
@@ -155,12 +167,15 @@ def train_through(method: DictConfig, model: Seq2Seq, group: VocabularyGroup, tr
     net = distributed.wrap_ddp(teacher_forced(method, model, group, src_len, task, lam, seed))
     probabilities = decoding(method) == "stepwise"
     loss_fn = nn.NLLLoss(ignore_index=data.PAD_ID)
+    summed = settings.get("loss") == "sum_to_predicted_eos"
 
     def batch_loss(idx, gen):
         idx = idx.to(device)
         width = int((tgt[idx] != data.PAD_ID).sum(1).max())
         out = net(pairs[idx, : src_len + width])
         log_p = torch.log(out.float().clamp_min(1e-30)) if probabilities else out
+        if summed:
+            return loss_to_predicted_eos(log_p, tgt[idx, :width])
         return loss_fn(log_p.reshape(-1, log_p.shape[-1]), tgt[idx, :width].reshape(-1))
 
     optimise(params, batch_loss, len(train), settings, seed, desc)
@@ -176,6 +191,14 @@ def finetune_settings(task: DictConfig, method: DictConfig) -> DictConfig:
         raise ConfigError(f"task.finetune.lr=paper: the paper has no finetuning rate for {method.name} on {task.split} "
                           f"(task.paper_finetune_lr); give task.finetune.lr a number")
     return OmegaConf.merge(task.finetune, {"lr": rate})
+
+
+def check_batches(task: DictConfig) -> None:
+    """Under DDP every process takes a part of each batch: a batch needs one example per process."""
+    for stage in ("pretrain", "lambda_stage", "finetune"):
+        if task[stage].batch_size < distributed.world_size():
+            raise ConfigError(f"task.{stage}.batch_size={task[stage].batch_size} is smaller than the "
+                              f"{distributed.world_size()} processes that share each batch; raise it or run fewer")
 
 
 def checkpoint_file(task: DictConfig, seed: int, cache_dir) -> Path:
@@ -245,6 +268,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
     train, val = data.hold_out(train_file, task.pretrain.val_fraction, task.pretrain.split_seed)
     method = cfg.method
     finetuning = finetune_settings(task, method)
+    check_batches(task)
     model, source, kept = pretrained(task, train, val, cfg.seed, ctx)
     lam = None
     if method.name == "lambda":  # first λ with the model frozen, then the model with λ frozen
