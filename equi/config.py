@@ -44,8 +44,9 @@ def _last_scan_checkpoint(cfg: DictConfig) -> bool:
     return OmegaConf.select(cfg, "task.pretrain.keep", default="last") == "last"
 
 
-def _scan_finetuning_without_decay(cfg: DictConfig) -> bool:
-    return cfg.task.name == "scan" and not OmegaConf.select(cfg, "task.finetune.weight_decay", default=0)
+def _scan_default(path: str, default):
+    """For a key scan added: out of the key while it holds the value runs were made with before."""
+    return lambda cfg: cfg.task.name == "scan" and OmegaConf.select(cfg, path, default=default) == default
 
 
 ADDED_KEYS = {
@@ -56,9 +57,8 @@ ADDED_KEYS = {
     "task.fast.paper_protocol": _our_cnn_protocol,
     "task.pretrain.keep": _last_scan_checkpoint,  # scan's early stopping
     "task.pretrain.val_every": _last_scan_checkpoint,
-    "task.finetune.weight_decay": _scan_finetuning_without_decay,  # scan's paper finetuning recipe
-    "task.finetune.loss": lambda cfg: cfg.task.name == "scan" and OmegaConf.select(
-        cfg, "task.finetune.loss", default="token_mean") == "token_mean",
+    "task.finetune.weight_decay": _scan_default("task.finetune.weight_decay", 0),  # scan's paper finetuning recipe
+    "task.finetune.loss": _scan_default("task.finetune.loss", "token_mean"),
     "task.paper_finetune_lr": lambda cfg: OmegaConf.select(cfg, "task.finetune.lr") != "paper",  # scan's table of them
 }
 
