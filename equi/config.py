@@ -59,6 +59,8 @@ ADDED_KEYS = {
     "task.pretrain.val_every": _last_scan_checkpoint,
     "task.finetune.weight_decay": _scan_default("task.finetune.weight_decay", 0),  # scan's paper finetuning recipe
     "task.finetune.loss": _scan_default("task.finetune.loss", "token_mean"),
+    "task.finetune.clip_scope": _scan_default("task.finetune.clip_scope", "model"),  # scan's per-module clipping
+    "task.pretrain.clip_scope": _scan_default("task.pretrain.clip_scope", "model"),
     "task.paper_finetune_lr": lambda cfg: OmegaConf.select(cfg, "task.finetune.lr") != "paper",  # scan's table of them
 }
 

@@ -28,12 +28,14 @@ class Precision:
     def autocast(self):
         return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.dtype != torch.float32)
 
-    def backward_step(self, loss: torch.Tensor, opt: torch.optim.Optimizer, clip_params=None, clip: float = 0.0) -> None:
-        """loss.backward(), gradients clipped at norm `clip` (if given, on true gradients), opt.step()."""
+    def backward_step(self, loss: torch.Tensor, opt: torch.optim.Optimizer, clip_groups=(), clip: float = 0.0) -> None:
+        """loss.backward(), the gradients of each group of parameters in `clip_groups` clipped to
+        norm `clip` on their own (on true gradients), opt.step()."""
         self.scaler.scale(loss).backward()
-        if clip_params is not None:
+        if clip_groups:
             self.scaler.unscale_(opt)
-            nn.utils.clip_grad_norm_(clip_params, clip)
+            for params in clip_groups:
+                nn.utils.clip_grad_norm_(params, clip)
         self.scaler.step(opt)
         self.scaler.update()
 
@@ -65,8 +67,8 @@ def autocast():
     return _current.autocast()
 
 
-def backward_step(loss: torch.Tensor, opt: torch.optim.Optimizer, clip_params=None, clip: float = 0.0) -> None:
-    _current.backward_step(loss, opt, clip_params, clip)
+def backward_step(loss: torch.Tensor, opt: torch.optim.Optimizer, clip_groups=(), clip: float = 0.0) -> None:
+    _current.backward_step(loss, opt, clip_groups, clip)
 
 
 def fixed_input_shapes() -> None:

@@ -63,7 +63,7 @@ def fit(net: nn.Module, params: list[nn.Parameter], images: torch.Tensor, labels
                 loss = nn.functional.cross_entropy(logits, hardware.to_device(distributed.my_part(labels[idx]), device),
                                                    label_smoothing=settings.label_smoothing)
             opt.zero_grad()
-            hardware.backward_step(loss, opt, params, clip=5.0)
+            hardware.backward_step(loss, opt, [params], clip=5.0)
             if schedule is not None:
                 schedule.step()
             if i % (20 * settings.batch_size) == 0:

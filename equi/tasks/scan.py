@@ -55,15 +55,29 @@ def new_model(task: DictConfig) -> Seq2Seq | PaperSeq2Seq:
                                                   task.dropout, pad_id=data.PAD_ID, sos_id=data.SOS_ID)
 
 
+ENCODER_PARTS = ("embed_in.", "encoder.")  # the paper scripts' EncoderRNN: the command embedding and its RNN
+
+
+def clip_groups(model: nn.Module, scope: str) -> list[list[nn.Parameter]]:
+    """The parameters whose gradient norm is clipped as one: the whole model, or (encoder_decoder,
+    as the paper's scripts clip) the encoder and the decoder, each on its own."""
+    named = list(model.named_parameters())
+    if scope == "model":
+        return [[p for _, p in named]]
+    return [[p for name, p in named if name.startswith(ENCODER_PARTS) == part] for part in (True, False)]
+
+
 def optimise(model: nn.Module, batch_loss, size: int, settings: DictConfig, seed: int, desc: str,
              check: Callable[[int], None] | None = None, check_every: int = 0) -> None:
     """Adam on `model`'s parameters with gradient clipping over random mini-batches until
     `examples` examples are seen; the learning rate follows `schedule` (constant, or cosine).
-    Only finetuning has a weight_decay (Adam's L2 term, as the paper's finetuning scripts use).
+    Only finetuning has a weight_decay (Adam's L2 term, as the paper's finetuning scripts use);
+    pretraining and finetuning choose what is clipped as one (clip_scope, see clip_groups).
     check(examples seen), if given, runs every `check_every` examples and after the last batch.
     Under DDP every rank draws the same batches and computes the loss on its part of each."""
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.get("weight_decay", 0.0))
+    clipped = clip_groups(model, settings.get("clip_scope", "model"))
     steps = -(-settings.examples // settings.batch_size)
     decay = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if settings.schedule == "cosine" else None
     model.train()
@@ -73,7 +87,7 @@ def optimise(model: nn.Module, batch_loss, size: int, settings: DictConfig, seed
         with hardware.autocast():
             loss = batch_loss(distributed.my_part(idx), gen)
         opt.zero_grad()
-        hardware.backward_step(loss, opt, model.parameters(), clip=settings.clip)
+        hardware.backward_step(loss, opt, clipped, clip=settings.clip)
         if decay is not None:
             decay.step()
         if step % 50 == 0:
@@ -207,6 +221,8 @@ def checkpoint_file(task: DictConfig, seed: int, cache_dir) -> Path:
                                      resolve=True)
     if settings["pretrain"]["keep"] == "last":  # checkpoints made before early stopping keep their keys
         del settings["pretrain"]["keep"], settings["pretrain"]["val_every"]
+    if settings["pretrain"].get("clip_scope") == "model":  # and those made before clip_scope
+        del settings["pretrain"]["clip_scope"]
     return checkpoint_path(cache_dir, "scan", f"{CHECKPOINT_PREFIX[task.architecture]}{task.cell}-{task.split}",
                            settings, seed, ".pt")
 
