@@ -56,15 +56,25 @@ fig2-budget: setup
 ## SCAN_MODEL=paper (the default: the paper's attention decoder, best-validation checkpoint) | ours (our
 ## seq2seq, last checkpoint): the model the SCAN tables below (all but table-scan-g) pretrain; ours writes
 ## its table with an _our_model suffix.
+## SCAN_PRETRAIN=ours (the default: 200k examples in batches of 32, lr 5e-3 with cosine decay, about 5 min
+## per model here) | paper (the paper scripts' 200k one-example Adam steps at lr 1e-4, encoder and decoder
+## clipped apart, about 80 min per model on one CPU core; tables end in _paper_pretraining).
 SCAN_SEEDS ?= 0,1,2
 SCAN_MODEL ?= paper
+SCAN_PRETRAIN ?= ours
 SCAN_MODEL_ours := task=scan task.architecture=seq2seq
 SCAN_MODEL_paper := task=scan task.architecture=seq2seq_paper task.pretrain.keep=best_val
 SCAN_ROWS_ours := --where task.architecture=seq2seq --where task.pretrain.keep!=best_val
 SCAN_ROWS_paper := --where task.architecture=seq2seq_paper --where task.pretrain.keep=best_val
-SCAN_MODEL_ARGS = $(or $(SCAN_MODEL_$(SCAN_MODEL)),$(error SCAN_MODEL=$(SCAN_MODEL) is not a SCAN model; choose ours or paper))
-SCAN_TABLE = $(if $(filter ours,$(SCAN_MODEL)),$(1)_our_model,$(1))
-PLAIN_SCAN_ROWS = --task scan --digits 1 --paper-rows $(SCAN_ROWS_$(SCAN_MODEL)) --where method.name!=lambda --where task.limit=None
+SCAN_PRETRAIN_ours :=
+SCAN_PRETRAIN_paper := task.pretrain.batch_size=1 task.pretrain.lr=1e-4 task.pretrain.schedule=constant task.pretrain.clip_scope=encoder_decoder
+SCAN_PRETRAIN_ROWS_ours := --where task.pretrain.batch_size!=1
+SCAN_PRETRAIN_ROWS_paper := --where task.pretrain.batch_size=1 --where task.pretrain.lr=0.0001 --where task.pretrain.schedule=constant --where task.pretrain.clip_scope=encoder_decoder
+SCAN_PRETRAIN_ARGS = $(if $(filter ours paper,$(SCAN_PRETRAIN)),$(SCAN_PRETRAIN_$(SCAN_PRETRAIN)),$(error SCAN_PRETRAIN=$(SCAN_PRETRAIN) is not a SCAN pretraining recipe; choose ours or paper))
+SCAN_MODEL_ARGS = $(or $(SCAN_MODEL_$(SCAN_MODEL)),$(error SCAN_MODEL=$(SCAN_MODEL) is not a SCAN model; choose ours or paper)) $(SCAN_PRETRAIN_ARGS)
+SCAN_MODEL_ROWS = $(SCAN_ROWS_$(SCAN_MODEL)) $(SCAN_PRETRAIN_ROWS_$(SCAN_PRETRAIN))
+SCAN_TABLE = $(1)$(if $(filter ours,$(SCAN_MODEL)),_our_model)$(if $(filter paper,$(SCAN_PRETRAIN)),_paper_pretraining)
+PLAIN_SCAN_ROWS = --task scan --digits 1 --paper-rows $(SCAN_MODEL_ROWS) --where method.name!=lambda --where task.limit=None
 table2: setup
 	$(PY) run.py -m experiment=scan_lstm_vanilla,scan_lstm_equitune,scan_lstm_equitune_stepwise,scan_lstm_equizero task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(SCAN_MODEL_ARGS) $(ARGS)
 	$(PY) scripts/collect_results.py $(PLAIN_SCAN_ROWS) --where task.cell=lstm --where task.finetune.examples=0 --out outputs/tables/$(call SCAN_TABLE,table2).md
@@ -77,13 +87,14 @@ table-scan-gru table-scan-rnn: table-scan-%: setup
 ## SCAN finetuning (the paper's Tab 10–12): LSTM, EquiLSTM, EquizeroLSTM finetuned for 10k examples through
 ## each method; table-scan-finetune-gru / -rnn the same for GRU and RNN.
 ## SCAN_FINETUNE=paper (the default: the paper scripts' recipe, 10k one-example Adam steps, weight decay
-## 1e-4, lr by method and split: task.paper_finetune_lr, NLL summed up to the first predicted <eos>) | ours
+## 1e-4, lr by method and split: task.paper_finetune_lr, NLL summed up to the first predicted <eos>, encoder
+## and decoder clipped apart) | ours
 ## (batches of 32 at lr 5e-4, about 5x faster on a CPU; its tables end in _our_recipe).
 SCAN_FINETUNE ?= paper
 SCAN_FINETUNE_ours :=
-SCAN_FINETUNE_paper := task.finetune.batch_size=1 task.finetune.weight_decay=1e-4 task.finetune.lr=paper task.finetune.loss=sum_to_predicted_eos
+SCAN_FINETUNE_paper := task.finetune.batch_size=1 task.finetune.weight_decay=1e-4 task.finetune.lr=paper task.finetune.loss=sum_to_predicted_eos task.finetune.clip_scope=encoder_decoder
 SCAN_FINETUNE_ROWS_ours := --where task.finetune.lr!=paper --where task.finetune.batch_size!=1
-SCAN_FINETUNE_ROWS_paper := --where task.finetune.batch_size=1 --where task.finetune.weight_decay=0.0001 --where task.finetune.lr=paper --where task.finetune.loss=sum_to_predicted_eos
+SCAN_FINETUNE_ROWS_paper := --where task.finetune.batch_size=1 --where task.finetune.weight_decay=0.0001 --where task.finetune.lr=paper --where task.finetune.loss=sum_to_predicted_eos --where task.finetune.clip_scope=encoder_decoder
 SCAN_FINETUNE_ARGS = $(if $(filter ours paper,$(SCAN_FINETUNE)),$(SCAN_FINETUNE_$(SCAN_FINETUNE)),$(error SCAN_FINETUNE=$(SCAN_FINETUNE) is not a SCAN finetuning recipe; choose paper or ours))
 SCAN_FINETUNE_TABLE = $(call SCAN_TABLE,$(1))$(if $(filter ours,$(SCAN_FINETUNE)),_our_recipe)
 table-scan-finetune: table-scan-finetune-lstm
@@ -100,14 +111,14 @@ table-scan-g: setup
 ## SCAN λ-equitune (λ trained over each view's command summary, model frozen), LSTM, zero-shot.
 table-scan-lambda: setup
 	$(PY) run.py -m experiment=scan_lstm_lambda,scan_lstm_lambda_stepwise task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(SCAN_MODEL_ARGS) $(ARGS)
-	$(PY) scripts/collect_results.py --task scan --digits 1 --paper-rows --where method.name=lambda $(SCAN_ROWS_$(SCAN_MODEL)) --where task.cell=lstm --where task.limit=None --where task.finetune.examples=0 --out outputs/tables/$(call SCAN_TABLE,table_scan_lambda).md
+	$(PY) scripts/collect_results.py --task scan --digits 1 --paper-rows --where method.name=lambda $(SCAN_MODEL_ROWS) --where task.cell=lstm --where task.limit=None --where task.finetune.examples=0 --out outputs/tables/$(call SCAN_TABLE,table_scan_lambda).md
 
 ## SCAN few-shot curve (Add Jump, LSTM): test accuracy against finetuning examples (SCAN_MODEL as above;
 ## our finetuning recipe, whose 10k point is table-scan-finetune's with SCAN_FINETUNE=ours).
 FEWSHOT ?= 0,1000,2500,5000,10000
 fig-scan-fewshot: setup
 	$(PY) run.py -m task=scan task.cell=lstm task.split=add_jump method=vanilla,equitune,equizero task.finetune.examples=$(FEWSHOT) seed=$(SCAN_SEEDS) $(SCAN_MODEL_ARGS) $(ARGS)
-	$(PY) scripts/fig_scan_fewshot.py $(SCAN_ROWS_$(SCAN_MODEL)) $(SCAN_FINETUNE_ROWS_ours) --png outputs/figures/$(call SCAN_TABLE,fig_scan_fewshot).png --table outputs/tables/$(call SCAN_TABLE,fig_scan_fewshot).md
+	$(PY) scripts/fig_scan_fewshot.py $(SCAN_MODEL_ROWS) $(SCAN_FINETUNE_ROWS_ours) --png outputs/figures/$(call SCAN_TABLE,fig_scan_fewshot).png --table outputs/tables/$(call SCAN_TABLE,fig_scan_fewshot).md
 
 ## rot90-CIFAR10: the pretrained CNNs (ImageNet weights adapted to CIFAR-10 when torchvision can get
 ## them, else trained from scratch on upright CIFAR-10: measured 41 min for ResNet and 73 min for AlexNet

@@ -22,10 +22,27 @@ from collect_results import REPO, load, mean_std, stats  # noqa: E402
 METHODS = ["vanilla", "equitune", "equizero"]
 
 
-def recipe(finetune: dict) -> str:
-    """How a run finetuned (runs made before weight_decay and loss existed had 0 and token_mean)."""
+def pretraining(task: dict) -> str:
+    """Which pretrained model a run started from (runs made before keep or clip_scope existed kept
+    the last checkpoint and clipped the whole model)."""
+    pre = task["pretrain"]
+    return (f"{task['architecture']}/{pre.get('keep', 'last')}, batch {pre.get('batch_size')}, lr {pre.get('lr')}, "
+            f"{pre.get('schedule')}, clip_scope {pre.get('clip_scope', 'model')}")
+
+
+def finetuning(finetune: dict) -> str:
+    """How a run finetuned (runs made before weight_decay, loss and clip_scope existed had 0,
+    token_mean and model)."""
     return (f"batch {finetune['batch_size']}, lr {finetune['lr']}, weight decay {finetune.get('weight_decay', 0.0)}, "
-            f"{finetune.get('loss', 'token_mean')}")
+            f"{finetune.get('loss', 'token_mean')}, clip_scope {finetune.get('clip_scope', 'model')}")
+
+
+def mixes(kinds: set[str], what: str, keys: str) -> bool:
+    """True, with one line, when the runs come from more than one kind of `what`."""
+    if len(kinds) > 1:
+        print(f"error: the runs come from {len(kinds)} {what} ({'; '.join(sorted(kinds))}); keep one with "
+              f"--where {keys}=…", file=sys.stderr)
+    return len(kinds) > 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,15 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     where = [f"task.cell={args.cell}", f"task.split={args.split}", "task.limit=None", "method.decoding!=stepwise",
              *args.where]
     records = load(args.runs, "scan", False, False, where)  # equitune: the paper's per_view decoding
-    models = {(r["config"]["task"]["architecture"], r["config"]["task"]["pretrain"].get("keep", "last")) for r in records}
-    if len(models) > 1:
-        print(f"error: the runs come from {len(models)} models ({', '.join(sorted(f'{a}/{k}' for a, k in models))}); "
-              "keep one with --where task.architecture=… --where task.pretrain.keep=…", file=sys.stderr)
-        return 2
-    recipes = {recipe(r["config"]["task"]["finetune"]) for r in records if r["config"]["task"]["finetune"]["examples"]}
-    if len(recipes) > 1:
-        print(f"error: the runs finetune by {len(recipes)} recipes ({'; '.join(sorted(recipes))}); keep one with "
-              "--where task.finetune.batch_size=… (or lr, weight_decay, loss)", file=sys.stderr)
+    tasks = [r["config"]["task"] for r in records]
+    if (mixes({pretraining(t) for t in tasks}, "pretrained models", "task.architecture (or task.pretrain.keep, "
+               "batch_size, lr, schedule, clip_scope)")
+            or mixes({finetuning(t["finetune"]) for t in tasks if t["finetune"]["examples"]}, "finetuning recipes",
+                     "task.finetune.batch_size (or lr, weight_decay, loss, clip_scope)")):
         return 2
     curves: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in records:

@@ -1,5 +1,6 @@
-"""SCAN's finetuning recipes: the paper scripts' (one-example Adam steps, weight decay 1e-4, a rate
-per method and split: task.finetune.lr=paper) and ours (batches of 32 at 5e-4)."""
+"""SCAN's training recipes. Finetuning: the paper scripts' (one-example Adam steps, weight decay 1e-4,
+a rate per method and split: task.finetune.lr=paper, encoder and decoder clipped apart) and ours
+(batches of 32 at 5e-4). Pretraining: ours (batches of 32), or the paper's (SCAN_PRETRAIN=paper)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from equi import distributed
+from equi import distributed, hardware
 from equi.config import check_cli, compose_config, run_key
 from equi.data import scan as data
 from equi.errors import ConfigError
@@ -22,7 +23,9 @@ from equi.tasks import scan
 from .conftest import REPO
 
 PAPER_RECIPE = ["task.finetune.batch_size=1", "task.finetune.weight_decay=1e-4", "task.finetune.lr=paper",
-                "task.finetune.loss=sum_to_predicted_eos"]
+                "task.finetune.loss=sum_to_predicted_eos", "task.finetune.clip_scope=encoder_decoder"]
+PAPER_PRETRAINING = ["task.pretrain.batch_size=1", "task.pretrain.lr=1e-4", "task.pretrain.schedule=constant",
+                     "task.pretrain.clip_scope=encoder_decoder"]
 
 
 @pytest.mark.parametrize("experiment,split,rate", [
@@ -56,6 +59,7 @@ def test_lr_paper_without_a_papers_rate_is_one_line_before_any_work(tmp_path, sh
     ("task.finetune.weight_decay=-1", "task.finetune.weight_decay must be a number ≥ 0, got -1"),
     ("task.finetune.loss=sum", "unknown task.finetune.loss 'sum'; choose one of: token_mean, sum_to_predicted_eos"),
     ("task.paper_finetune_lr.equitune.add_jump=0", "task.paper_finetune_lr.equitune.add_jump must be a number > 0, got 0"),
+    ("task.pretrain.clip_scope=encoder", "unknown task.pretrain.clip_scope 'encoder'; choose one of: model, encoder_decoder"),
 ])
 def test_bad_recipe_settings_are_one_line(override, message):
     assert check_cli(["task=scan", override]) == message
@@ -70,6 +74,36 @@ def test_our_recipe_keeps_the_run_keys_it_had():
     paper = compose_config(["experiment=scan_lstm_equitune_finetune", *PAPER_RECIPE])
     assert run_key(paper) != run_key(OmegaConf.merge(paper, {"task": {"paper_finetune_lr": {"equitune": {
         "add_jump": 1e-3}}}}))
+
+
+def test_clipping_the_whole_model_keeps_the_run_keys_and_checkpoints_it_had(tmp_path):
+    plain = compose_config(["experiment=scan_lstm_equitune_finetune"])
+    for stage in ("pretrain", "finetune"):
+        same = compose_config(["experiment=scan_lstm_equitune_finetune", f"task.{stage}.clip_scope=model"])
+        apart = compose_config(["experiment=scan_lstm_equitune_finetune", f"task.{stage}.clip_scope=encoder_decoder"])
+        assert run_key(same) == run_key(plain) == "b60920476a" != run_key(apart)
+        assert (scan.checkpoint_file(same.task, 0, tmp_path) == scan.checkpoint_file(plain.task, 0, tmp_path)) and \
+            (scan.checkpoint_file(apart.task, 0, tmp_path) != scan.checkpoint_file(plain.task, 0, tmp_path)) == \
+            (stage == "pretrain")
+
+
+@pytest.mark.parametrize("architecture", ["seq2seq", "seq2seq_paper", "gseq2seq"])
+def test_the_encoder_clipped_apart_is_the_command_embedding_and_its_rnn(architecture):
+    model = scan.new_model(compose_config(["task=scan", f"task.architecture={architecture}"]).task)
+    encoder, rest = scan.clip_groups(model, "encoder_decoder")
+    names = {id(p): n.split(".")[0] for n, p in model.named_parameters()}
+    assert {names[id(p)] for p in encoder} == {"embed_in", "encoder"}
+    assert {names[id(p)] for p in rest} == {n for n in names.values()} - {"embed_in", "encoder"}
+    assert len(encoder) + len(rest) == len(list(model.parameters())) == len(scan.clip_groups(model, "model")[0])
+
+
+@pytest.mark.parametrize("scope,norms", [("model", (0.6, 0.8)), ("encoder_decoder", (1.0, 1.0))])
+def test_clip_scope_clips_the_whole_gradient_or_each_part_to_the_norm(scope, norms):
+    """Gradients of norm 60 (encoder) and 80 (decoder), 100 together, clipped at 1."""
+    model = nn.ModuleDict({"encoder": nn.Linear(2, 2, bias=False), "out": nn.Linear(2, 2, bias=False)})
+    loss = 30 * model["encoder"].weight.sum() + 40 * model["out"].weight.sum()
+    hardware.backward_step(loss, torch.optim.SGD(model.parameters(), lr=0.0), scan.clip_groups(model, scope), clip=1.0)
+    assert [round(float(model[m].weight.grad.norm()), 4) for m in ("encoder", "out")] == list(norms)
 
 
 def test_weight_decay_reaches_adam():
@@ -92,9 +126,8 @@ def test_a_paper_recipe_run_records_its_rate(tmp_path, shared_data, monkeypatch)
     assert record["config"]["task"]["finetune"]["lr"] == "paper"
 
 
-def make_dry(*variables: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "-n", "table-scan-finetune", "SCAN_SEEDS=0", *variables], cwd=REPO,
-                          capture_output=True, text=True)
+def make_dry(*variables: str, target: str = "table-scan-finetune") -> subprocess.CompletedProcess:
+    return subprocess.run(["make", "-n", target, "SCAN_SEEDS=0", *variables], cwd=REPO, capture_output=True, text=True)
 
 
 def test_the_finetuning_tables_take_the_papers_recipe_unless_told_ours():
@@ -105,6 +138,18 @@ def test_the_finetuning_tables_take_the_papers_recipe_unless_told_ours():
     bad = make_dry("SCAN_FINETUNE=papr")
     assert bad.returncode == 2
     assert "SCAN_FINETUNE=papr is not a SCAN finetuning recipe; choose paper or ours" in bad.stderr
+
+
+def test_the_scan_tables_pretrain_ours_unless_told_the_papers():
+    for target, table in (("table2", "table2"), ("table-scan-finetune", "table_scan_finetune_lstm")):
+        ours, paper = make_dry(target=target).stdout, make_dry("SCAN_PRETRAIN=paper", target=target).stdout
+        assert "task.pretrain.batch_size" not in ours.split("collect_results.py")[0]
+        assert "--where task.pretrain.batch_size!=1 " in ours and f"{table}.md" in ours
+        assert " ".join(PAPER_PRETRAINING) in paper and "--where task.pretrain.clip_scope=encoder_decoder " in paper
+        assert f"{table}_paper_pretraining.md" in paper
+    bad = make_dry("SCAN_PRETRAIN=papr", target="table2")
+    assert bad.returncode == 2
+    assert "SCAN_PRETRAIN=papr is not a SCAN pretraining recipe; choose ours or paper" in bad.stderr
 
 
 def test_the_papers_loss_sums_each_target_up_to_its_first_predicted_eos():
