@@ -67,9 +67,9 @@ SCAN_MODEL_paper := task=scan task.architecture=seq2seq_paper task.pretrain.keep
 SCAN_ROWS_ours := --where task.architecture=seq2seq --where task.pretrain.keep!=best_val
 SCAN_ROWS_paper := --where task.architecture=seq2seq_paper --where task.pretrain.keep=best_val
 SCAN_PRETRAIN_ours :=
-SCAN_PRETRAIN_paper := task.pretrain.batch_size=1 task.pretrain.lr=1e-4 task.pretrain.schedule=constant task.pretrain.clip_scope=encoder_decoder
+SCAN_PRETRAIN_paper := task.pretrain.examples=200000 task.pretrain.batch_size=1 task.pretrain.lr=1e-4 task.pretrain.schedule=constant task.pretrain.clip_scope=encoder_decoder task.pretrain.loss=sum_to_predicted_eos
 SCAN_PRETRAIN_ROWS_ours := --where task.pretrain.batch_size!=1
-SCAN_PRETRAIN_ROWS_paper := --where task.pretrain.batch_size=1 --where task.pretrain.lr=0.0001 --where task.pretrain.schedule=constant --where task.pretrain.clip_scope=encoder_decoder
+SCAN_PRETRAIN_ROWS_paper := --where task.pretrain.examples=200000 --where task.pretrain.batch_size=1 --where task.pretrain.lr=0.0001 --where task.pretrain.schedule=constant --where task.pretrain.clip_scope=encoder_decoder --where task.pretrain.loss=sum_to_predicted_eos
 SCAN_PRETRAIN_ARGS = $(if $(filter ours paper,$(SCAN_PRETRAIN)),$(SCAN_PRETRAIN_$(SCAN_PRETRAIN)),$(error SCAN_PRETRAIN=$(SCAN_PRETRAIN) is not a SCAN pretraining recipe; choose ours or paper))
 SCAN_MODEL_ARGS = $(or $(SCAN_MODEL_$(SCAN_MODEL)),$(error SCAN_MODEL=$(SCAN_MODEL) is not a SCAN model; choose ours or paper)) $(SCAN_PRETRAIN_ARGS)
 SCAN_MODEL_ROWS = $(SCAN_ROWS_$(SCAN_MODEL)) $(SCAN_PRETRAIN_ROWS_$(SCAN_PRETRAIN))

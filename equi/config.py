@@ -61,6 +61,7 @@ ADDED_KEYS = {
     "task.finetune.loss": _scan_default("task.finetune.loss", "token_mean"),
     "task.finetune.clip_scope": _scan_default("task.finetune.clip_scope", "model"),  # scan's per-module clipping
     "task.pretrain.clip_scope": _scan_default("task.pretrain.clip_scope", "model"),
+    "task.pretrain.loss": _scan_default("task.pretrain.loss", "token_mean"),
     "task.paper_finetune_lr": lambda cfg: OmegaConf.select(cfg, "task.finetune.lr") != "paper",  # scan's table of them
 }
 

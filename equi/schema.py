@@ -279,6 +279,7 @@ CNN_TRAINING = {"epochs": COUNT, "examples_per_epoch": SIZE_OR_NULL, "batch_size
 CNN_PRETRAINING = {**CNN_TRAINING, "seed": SEED, "per_class": SIZE_OR_NULL}
 SCAN_TRAINING = {"examples": COUNT, "batch_size": SIZE, "lr": RATE, "schedule": Choice(("constant", "cosine")),
                  "clip": RATE}
+SCAN_LOSS = Choice(("token_mean", "sum_to_predicted_eos"))  # per target token, or the paper's loop's sum
 CLIP_SCOPE = Choice(("model", "encoder_decoder"))  # clipped as one: the model, or its encoder and decoder apart
 SCAN_WORDS = tuple(w for w in COMMANDS if not w.startswith("<"))
 SCAN_ACTIONS = tuple(a for a in ACTIONS if not a.startswith("<"))
@@ -304,11 +305,12 @@ TASKS: dict[str, dict[str, Rule]] = {
         "architecture": Choice(("seq2seq", "seq2seq_paper", "gseq2seq")), "cell": Choice(tuple(CELLS)), "hidden": SIZE,
         "dropout": FRACTION, "max_len": SIZE, "default_proxy": Choice(tuple(PROXIES)),
         **block("pretrain", {**SCAN_TRAINING, "teacher_forcing": FRACTION, "split_seed": SEED, "clip_scope": CLIP_SCOPE,
+                             "loss": SCAN_LOSS,
                              "keep": Choice(("last", "best_val")), "val_every": SIZE,
                              "val_fraction": Number(low=0, high=1, above=True, below=True)}),
         **block("lambda_stage", SCAN_TRAINING),
         **block("finetune", {**SCAN_TRAINING, "weight_decay": Number(low=0), "clip_scope": CLIP_SCOPE,
-                             "loss": Choice(("token_mean", "sum_to_predicted_eos")),
+                             "loss": SCAN_LOSS,
                              "lr": Either(RATE, Choice(("paper",)))}),  # paper: task.paper_finetune_lr's
         "paper_finetune_lr.*.*": RATE,
         "eval_batch": SIZE, "limit": SIZE_OR_NULL,

@@ -102,7 +102,8 @@ def optimise(model: nn.Module, batch_loss, size: int, settings: DictConfig, seed
 def pretrain(model: Seq2Seq, train: data.Pairs, val: data.Pairs, task: DictConfig, seed: int, device,
              desc: str) -> dict | None:
     """Each batch is teacher-forced with probability `teacher_forcing`, else decoded from the
-    model's own predictions; cross-entropy on logits, padding ignored. keep=best_val (the
+    model's own predictions; cross-entropy per target token, padding ignored, or (loss=
+    sum_to_predicted_eos, the paper's loop) summed per target up to its first predicted <eos>. keep=best_val (the
     paper's early stopping) checks greedy validation accuracy every `val_every` examples and
     ends on the best checkpoint (the first, on ties), returning when it was seen."""
     settings = task.pretrain
@@ -110,11 +111,15 @@ def pretrain(model: Seq2Seq, train: data.Pairs, val: data.Pairs, task: DictConfi
     loss_fn = nn.CrossEntropyLoss(ignore_index=data.PAD_ID)
     train_model = distributed.wrap_ddp(model)
 
+    summed = settings.loss == "sum_to_predicted_eos"
+
     def batch_loss(idx, gen):
         idx = idx.to(device)
         width = int((tgt[idx] != data.PAD_ID).sum(1).max())
         forced = torch.rand((), generator=gen).item() < settings.teacher_forcing  # one coin per batch
         logits = train_model(src[idx], tgt[idx, :width], forced)
+        if summed:
+            return loss_to_predicted_eos(logits.float().log_softmax(-1), tgt[idx, :width])
         return loss_fn(logits.reshape(-1, logits.shape[-1]), tgt[idx, :width].reshape(-1))
 
     if settings.keep == "last":
@@ -221,8 +226,9 @@ def checkpoint_file(task: DictConfig, seed: int, cache_dir) -> Path:
                                      resolve=True)
     if settings["pretrain"]["keep"] == "last":  # checkpoints made before early stopping keep their keys
         del settings["pretrain"]["keep"], settings["pretrain"]["val_every"]
-    if settings["pretrain"].get("clip_scope") == "model":  # and those made before clip_scope
-        del settings["pretrain"]["clip_scope"]
+    for key, before in (("clip_scope", "model"), ("loss", "token_mean")):  # and those made before these keys
+        if settings["pretrain"][key] == before:
+            del settings["pretrain"][key]
     return checkpoint_path(cache_dir, "scan", f"{CHECKPOINT_PREFIX[task.architecture]}{task.cell}-{task.split}",
                            settings, seed, ".pt")
 
