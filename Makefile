@@ -56,9 +56,12 @@ fig2-budget: setup
 ## SCAN_MODEL=paper (the default: the paper's attention decoder, best-validation checkpoint) | ours (our
 ## seq2seq, last checkpoint): the model the SCAN tables below (all but table-scan-g) pretrain; ours writes
 ## its table with an _our_model suffix.
-## SCAN_PRETRAIN=ours (the default: 200k examples in batches of 32, lr 5e-3 with cosine decay, about 5 min
-## per model here) | paper (the paper scripts' 200k one-example Adam steps at lr 1e-4, encoder and decoder
-## clipped apart, about 80 min per model on one CPU core; tables end in _paper_pretraining).
+## SCAN_PRETRAIN=ours (the default: 200k examples in batches of 32 at lr 5e-3, cosine; the RNNs 400k at 1e-3;
+## 10-14 min per paper model on one core shared with another job) | paper (the paper scripts' 200k one-example
+## Adam steps at lr 1e-4, NLL summed up to the first predicted <eos>, encoder and decoder clipped apart;
+## about 85 min per model on one core; tables end in _paper_pretraining).
+## The one error of a misspelled recipe variable: $(call RECIPE_ARGS,VARIABLE,what it chooses).
+RECIPE_ARGS = $(if $(filter ours paper,$($(1))),$($(1)_$($(1))),$(error $(1)=$($(1)) is not a SCAN $(2) recipe; choose paper or ours))
 SCAN_SEEDS ?= 0,1,2
 SCAN_MODEL ?= paper
 SCAN_PRETRAIN ?= ours
@@ -70,7 +73,7 @@ SCAN_PRETRAIN_ours :=
 SCAN_PRETRAIN_paper := task.pretrain.examples=200000 task.pretrain.batch_size=1 task.pretrain.lr=1e-4 task.pretrain.schedule=constant task.pretrain.clip_scope=encoder_decoder task.pretrain.loss=sum_to_predicted_eos
 SCAN_PRETRAIN_ROWS_ours := --where task.pretrain.batch_size!=1
 SCAN_PRETRAIN_ROWS_paper := --where task.pretrain.examples=200000 --where task.pretrain.batch_size=1 --where task.pretrain.lr=0.0001 --where task.pretrain.schedule=constant --where task.pretrain.clip_scope=encoder_decoder --where task.pretrain.loss=sum_to_predicted_eos
-SCAN_PRETRAIN_ARGS = $(if $(filter ours paper,$(SCAN_PRETRAIN)),$(SCAN_PRETRAIN_$(SCAN_PRETRAIN)),$(error SCAN_PRETRAIN=$(SCAN_PRETRAIN) is not a SCAN pretraining recipe; choose ours or paper))
+SCAN_PRETRAIN_ARGS = $(call RECIPE_ARGS,SCAN_PRETRAIN,pretraining)
 SCAN_MODEL_ARGS = $(or $(SCAN_MODEL_$(SCAN_MODEL)),$(error SCAN_MODEL=$(SCAN_MODEL) is not a SCAN model; choose ours or paper)) $(SCAN_PRETRAIN_ARGS)
 SCAN_MODEL_ROWS = $(SCAN_ROWS_$(SCAN_MODEL)) $(SCAN_PRETRAIN_ROWS_$(SCAN_PRETRAIN))
 SCAN_TABLE = $(1)$(if $(filter ours,$(SCAN_MODEL)),_our_model)$(if $(filter paper,$(SCAN_PRETRAIN)),_paper_pretraining)
@@ -88,14 +91,14 @@ table-scan-gru table-scan-rnn: table-scan-%: setup
 ## each method; table-scan-finetune-gru / -rnn the same for GRU and RNN.
 ## SCAN_FINETUNE=paper (the default: the paper scripts' recipe, 10k one-example Adam steps, weight decay
 ## 1e-4, lr by method and split: task.paper_finetune_lr, NLL summed up to the first predicted <eos>, encoder
-## and decoder clipped apart) | ours
-## (batches of 32 at lr 5e-4, about 5x faster on a CPU; its tables end in _our_recipe).
+## and decoder clipped apart) | ours (batches of 32 at lr 5e-4, about 5x faster on a CPU; its tables end
+## in _our_recipe).
 SCAN_FINETUNE ?= paper
 SCAN_FINETUNE_ours :=
 SCAN_FINETUNE_paper := task.finetune.batch_size=1 task.finetune.weight_decay=1e-4 task.finetune.lr=paper task.finetune.loss=sum_to_predicted_eos task.finetune.clip_scope=encoder_decoder
 SCAN_FINETUNE_ROWS_ours := --where task.finetune.lr!=paper --where task.finetune.batch_size!=1
 SCAN_FINETUNE_ROWS_paper := --where task.finetune.batch_size=1 --where task.finetune.weight_decay=0.0001 --where task.finetune.lr=paper --where task.finetune.loss=sum_to_predicted_eos --where task.finetune.clip_scope=encoder_decoder
-SCAN_FINETUNE_ARGS = $(if $(filter ours paper,$(SCAN_FINETUNE)),$(SCAN_FINETUNE_$(SCAN_FINETUNE)),$(error SCAN_FINETUNE=$(SCAN_FINETUNE) is not a SCAN finetuning recipe; choose paper or ours))
+SCAN_FINETUNE_ARGS = $(call RECIPE_ARGS,SCAN_FINETUNE,finetuning)
 SCAN_FINETUNE_TABLE = $(call SCAN_TABLE,$(1))$(if $(filter ours,$(SCAN_FINETUNE)),_our_recipe)
 table-scan-finetune: table-scan-finetune-lstm
 table-scan-finetune-lstm table-scan-finetune-gru table-scan-finetune-rnn: table-scan-finetune-%: setup

@@ -8,6 +8,8 @@ others), so they stay bit-reproducible.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from omegaconf import DictConfig
 from torch import nn
@@ -28,7 +30,8 @@ class Precision:
     def autocast(self):
         return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.dtype != torch.float32)
 
-    def backward_step(self, loss: torch.Tensor, opt: torch.optim.Optimizer, clip_groups=(), clip: float = 0.0) -> None:
+    def backward_step(self, loss: torch.Tensor, opt: torch.optim.Optimizer,
+                      clip_groups: Sequence[Sequence[nn.Parameter]] = (), clip: float = 0.0) -> None:
         """loss.backward(), the gradients of each group of parameters in `clip_groups` clipped to
         norm `clip` on their own (on true gradients), opt.step()."""
         self.scaler.scale(loss).backward()
@@ -67,7 +70,8 @@ def autocast():
     return _current.autocast()
 
 
-def backward_step(loss: torch.Tensor, opt: torch.optim.Optimizer, clip_groups=(), clip: float = 0.0) -> None:
+def backward_step(loss: torch.Tensor, opt: torch.optim.Optimizer,
+                  clip_groups: Sequence[Sequence[nn.Parameter]] = (), clip: float = 0.0) -> None:
     _current.backward_step(loss, opt, clip_groups, clip)
 
 

@@ -23,11 +23,12 @@ METHODS = ["vanilla", "equitune", "equizero"]
 
 
 def pretraining(task: dict) -> str:
-    """Which pretrained model a run started from (runs made before keep or clip_scope existed kept
-    the last checkpoint and clipped the whole model)."""
+    """Which pretrained model a run started from (runs made before keep, clip_scope or loss existed
+    kept the last checkpoint, clipped the whole model and took the token mean)."""
     pre = task["pretrain"]
-    return (f"{task['architecture']}/{pre.get('keep', 'last')}, batch {pre.get('batch_size')}, lr {pre.get('lr')}, "
-            f"{pre.get('schedule')}, clip_scope {pre.get('clip_scope', 'model')}")
+    return (f"{task['architecture']}/{pre.get('keep', 'last')}, {pre.get('examples')} examples in batches of "
+            f"{pre.get('batch_size')}, lr {pre.get('lr')}, {pre.get('schedule')}, clip_scope "
+            f"{pre.get('clip_scope', 'model')}, {pre.get('loss', 'token_mean')}")
 
 
 def finetuning(finetune: dict) -> str:
@@ -37,11 +38,11 @@ def finetuning(finetune: dict) -> str:
             f"{finetune.get('loss', 'token_mean')}, clip_scope {finetune.get('clip_scope', 'model')}")
 
 
-def mixes(kinds: set[str], what: str, keys: str) -> bool:
-    """True, with one line, when the runs come from more than one kind of `what`."""
+def refuse_mixed(kinds: set[str], what: str, narrow: str) -> bool:
+    """One line and True when the runs come from more than one kind of `what`: a curve must not mix them."""
     if len(kinds) > 1:
         print(f"error: the runs come from {len(kinds)} {what} ({'; '.join(sorted(kinds))}); keep one with "
-              f"--where {keys}=…", file=sys.stderr)
+              f"{narrow}", file=sys.stderr)
     return len(kinds) > 1
 
 
@@ -59,10 +60,11 @@ def main(argv: list[str] | None = None) -> int:
              *args.where]
     records = load(args.runs, "scan", False, False, where)  # equitune: the paper's per_view decoding
     tasks = [r["config"]["task"] for r in records]
-    if (mixes({pretraining(t) for t in tasks}, "pretrained models", "task.architecture (or task.pretrain.keep, "
-               "batch_size, lr, schedule, clip_scope)")
-            or mixes({finetuning(t["finetune"]) for t in tasks if t["finetune"]["examples"]}, "finetuning recipes",
-                     "task.finetune.batch_size (or lr, weight_decay, loss, clip_scope)")):
+    if (refuse_mixed({pretraining(t) for t in tasks}, "pretrained models", "--where task.architecture=… (or "
+                     "task.pretrain.keep, examples, batch_size, lr, schedule, clip_scope, loss)")
+            or refuse_mixed({finetuning(t["finetune"]) for t in tasks if t["finetune"]["examples"]},
+                            "finetuning recipes", "--where task.finetune.batch_size=… (or lr, weight_decay, loss, "
+                            "clip_scope)")):
         return 2
     curves: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in records:

@@ -22,6 +22,8 @@ from equi.tasks import scan
 
 from .conftest import REPO
 
+sys.path.insert(0, str(REPO / "scripts"))
+
 PAPER_RECIPE = ["task.finetune.batch_size=1", "task.finetune.weight_decay=1e-4", "task.finetune.lr=paper",
                 "task.finetune.loss=sum_to_predicted_eos", "task.finetune.clip_scope=encoder_decoder"]
 PAPER_PRETRAINING = ["task.pretrain.batch_size=1", "task.pretrain.lr=1e-4", "task.pretrain.schedule=constant",
@@ -76,24 +78,32 @@ def test_our_recipe_keeps_the_run_keys_it_had():
         "add_jump": 1e-3}}}}))
 
 
-def test_clipping_the_whole_model_keeps_the_run_keys_and_checkpoints_it_had(tmp_path):
-    plain = compose_config(["experiment=scan_lstm_equitune_finetune"])
-    for stage in ("pretrain", "finetune"):
-        same = compose_config(["experiment=scan_lstm_equitune_finetune", f"task.{stage}.clip_scope=model"])
-        apart = compose_config(["experiment=scan_lstm_equitune_finetune", f"task.{stage}.clip_scope=encoder_decoder"])
-        assert run_key(same) == run_key(plain) == "b60920476a" != run_key(apart)
-        assert (scan.checkpoint_file(same.task, 0, tmp_path) == scan.checkpoint_file(plain.task, 0, tmp_path)) and \
-            (scan.checkpoint_file(apart.task, 0, tmp_path) != scan.checkpoint_file(plain.task, 0, tmp_path)) == \
-            (stage == "pretrain")
+def test_clipping_the_whole_model_and_the_token_mean_keep_the_run_keys_and_checkpoints_they_had(tmp_path):
+    ours, paper_model = ["experiment=scan_lstm_equitune_finetune"], ["task=scan", "task.architecture=seq2seq_paper",
+                                                                      "task.pretrain.keep=best_val"]
+    assert run_key(compose_config(ours)) == "b60920476a"
+    assert scan.checkpoint_file(compose_config(ours).task, 0, tmp_path).name == "lstm-add_jump-seed0-e22045f137.pt"
+    assert scan.checkpoint_file(compose_config(paper_model).task, 0, tmp_path).name == \
+        "paper-lstm-add_jump-seed0-6fcc87a557.pt"
+    for changed in ("task.pretrain.clip_scope=encoder_decoder", "task.pretrain.loss=sum_to_predicted_eos",
+                    "task.finetune.clip_scope=encoder_decoder"):
+        cfg = compose_config([*ours, changed])
+        assert run_key(cfg) != "b60920476a"
+        renamed = scan.checkpoint_file(cfg.task, 0, tmp_path).name != "lstm-add_jump-seed0-e22045f137.pt"
+        assert renamed == changed.startswith("task.pretrain")
 
 
-@pytest.mark.parametrize("architecture", ["seq2seq", "seq2seq_paper", "gseq2seq"])
-def test_the_encoder_clipped_apart_is_the_command_embedding_and_its_rnn(architecture):
+@pytest.mark.parametrize("architecture,decoder", [
+    ("seq2seq", {"bridge", "memory_proj", "embed_out", "decoder", "out"}),
+    ("seq2seq_paper", {"embed_out", "combine", "decoder", "out"}),  # the paper's AttnDecoderRNN
+    ("gseq2seq", {"bridge", "memory_proj", "embed_out", "decoder", "out"}),
+])
+def test_the_encoder_clipped_apart_is_the_command_embedding_and_its_rnn(architecture, decoder):
     model = scan.new_model(compose_config(["task=scan", f"task.architecture={architecture}"]).task)
     encoder, rest = scan.clip_groups(model, "encoder_decoder")
-    names = {id(p): n.split(".")[0] for n, p in model.named_parameters()}
-    assert {names[id(p)] for p in encoder} == {"embed_in", "encoder"}
-    assert {names[id(p)] for p in rest} == {n for n in names.values()} - {"embed_in", "encoder"}
+    module = {id(p): n.split(".")[0] for n, p in model.named_parameters()}
+    assert {module[id(p)] for p in encoder} == {"embed_in", "encoder"}  # the paper's EncoderRNN
+    assert {module[id(p)] for p in rest} == decoder
     assert len(encoder) + len(rest) == len(list(model.parameters())) == len(scan.clip_groups(model, "model")[0])
 
 
@@ -104,6 +114,19 @@ def test_clip_scope_clips_the_whole_gradient_or_each_part_to_the_norm(scope, nor
     loss = 30 * model["encoder"].weight.sum() + 40 * model["out"].weight.sum()
     hardware.backward_step(loss, torch.optim.SGD(model.parameters(), lr=0.0), scan.clip_groups(model, scope), clip=1.0)
     assert [round(float(model[m].weight.grad.norm()), 4) for m in ("encoder", "out")] == list(norms)
+
+
+@pytest.mark.parametrize("loss,summed", [("token_mean", False), ("sum_to_predicted_eos", True)])
+def test_the_pretraining_loss_is_the_token_mean_or_the_papers_sum(loss, summed, shared_data, monkeypatch):
+    calls = []
+    monkeypatch.setattr(scan, "loss_to_predicted_eos", lambda log_p, target: calls.append(log_p) or log_p.sum() * 0)
+    cfg = compose_config(["task=scan", "task.architecture=seq2seq_paper", f"task.pretrain.loss={loss}",
+                          "task.pretrain.examples=4", "task.pretrain.batch_size=2"])
+    train, _ = data.load_split(shared_data / "scan", "add_jump", False)
+    model = scan.new_model(cfg.task)
+    scan.pretrain(model, train.subset(range(8)), train.subset(range(2)), cfg.task, 0, torch.device("cpu"), "t")
+    assert len(calls) == (2 if summed else 0)
+    assert all(torch.allclose(c.exp().sum(-1), torch.ones(c.shape[:-1])) for c in calls)  # log-probabilities
 
 
 def test_weight_decay_reaches_adam():
@@ -149,7 +172,24 @@ def test_the_scan_tables_pretrain_ours_unless_told_the_papers():
         assert f"{table}_paper_pretraining.md" in paper
     bad = make_dry("SCAN_PRETRAIN=papr", target="table2")
     assert bad.returncode == 2
-    assert "SCAN_PRETRAIN=papr is not a SCAN pretraining recipe; choose ours or paper" in bad.stderr
+    assert "SCAN_PRETRAIN=papr is not a SCAN pretraining recipe; choose paper or ours" in bad.stderr
+
+
+@pytest.mark.parametrize("target,variables", [
+    ("table2", []), ("table2", ["SCAN_PRETRAIN=paper"]), ("table2", ["SCAN_MODEL=ours"]),
+    ("table-scan-finetune", []), ("table-scan-finetune", ["SCAN_FINETUNE=ours"]),
+    ("table-scan-finetune", ["SCAN_PRETRAIN=paper", "SCAN_FINETUNE=paper"]),
+])
+def test_each_scan_tables_rows_are_the_runs_its_sweep_makes(target, variables):
+    """Every --where of the table holds for the config its own sweep composes (its first job)."""
+    from collect_results import config_value, parse_condition
+
+    sweep, collect = make_dry(*variables, target=target).stdout.splitlines()[-2:]
+    overrides = [o.split("=", 1)[0] + "=" + o.split("=", 1)[1].split(",")[0] for o in sweep.split(" -m ")[1].split()]
+    config = OmegaConf.to_container(compose_config(overrides), resolve=True)
+    words = collect.split()
+    for key, wanted, value in (parse_condition(w) for w, before in zip(words[1:], words) if before == "--where"):
+        assert (str(config_value(config, key)) == value) == wanted, key
 
 
 def test_the_papers_loss_sums_each_target_up_to_its_first_predicted_eos():
@@ -175,7 +215,6 @@ def test_batches_smaller_than_the_process_count_are_one_line(monkeypatch):
 
 
 def test_the_few_shot_curve_refuses_runs_of_two_finetuning_recipes(tmp_path):
-    sys.path.insert(0, str(REPO / "scripts"))
     import fig_scan_fewshot
 
     for n, (batch, lr, examples) in enumerate([(32, 5e-4, 0), (32, 5e-4, 10000), (1, "paper", 10000)]):
@@ -190,3 +229,22 @@ def test_the_few_shot_curve_refuses_runs_of_two_finetuning_recipes(tmp_path):
     assert fig_scan_fewshot.main(common) == 2
     assert fig_scan_fewshot.main([*common, "--where", "task.finetune.lr!=paper"]) == 0
     assert (tmp_path / "t.md").read_text().splitlines()[3] == "| 10000 | - | - | 51.0 (0.0), n=1 |"
+
+
+def test_the_few_shot_curve_refuses_runs_of_two_pretrainings(tmp_path, capsys):
+    """A run made before clip_scope existed clipped the whole model: it is not the paper-pretrained one."""
+    import fig_scan_fewshot
+
+    for n, pretrain in enumerate([{}, {"clip_scope": "encoder_decoder"}]):
+        config = {"task": {"cell": "lstm", "split": "add_jump", "limit": None, "architecture": "seq2seq_paper",
+                           "pretrain": {"keep": "best_val", "batch_size": 1, **pretrain}, "finetune": {"examples": 0}},
+                  "method": {"decoding": None}}
+        run = tmp_path / "runs" / f"run{n}"
+        run.mkdir(parents=True)
+        (run / "results.json").write_text(json.dumps({"task": "scan", "method": "vanilla", "config": config,
+                                                      "metrics": {"test_accuracy": 10.0 + n}}))
+    common = ["--runs", str(tmp_path / "runs"), "--png", str(tmp_path / "f.png"), "--table", str(tmp_path / "t.md")]
+    assert fig_scan_fewshot.main(common) == 2
+    assert capsys.readouterr().err.startswith("error: the runs come from 2 pretrained models (")
+    assert fig_scan_fewshot.main([*common, "--where", "task.pretrain.clip_scope=encoder_decoder"]) == 0
+    assert (tmp_path / "t.md").read_text().splitlines()[2] == "| 0 | 11.0 (0.0), n=1 | - | - |"
