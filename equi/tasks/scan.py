@@ -103,14 +103,14 @@ def pretrain(model: Seq2Seq, train: data.Pairs, val: data.Pairs, task: DictConfi
              desc: str) -> dict | None:
     """Each batch is teacher-forced with probability `teacher_forcing`, else decoded from the
     model's own predictions; cross-entropy per target token, padding ignored, or (loss=
-    sum_to_predicted_eos, the paper's loop) summed per target up to its first predicted <eos>. keep=best_val (the
-    paper's early stopping) checks greedy validation accuracy every `val_every` examples and
-    ends on the best checkpoint (the first, on ties), returning when it was seen."""
+    sum_to_predicted_eos, the paper's loop) summed per target up to its first predicted <eos>.
+    keep=best_val (the paper's early stopping) checks greedy validation accuracy every
+    `val_every` examples and ends on the best checkpoint (the first, on ties), returning when it
+    was seen."""
     settings = task.pretrain
     src, tgt = (t.to(device) for t in train.tensors())
     loss_fn = nn.CrossEntropyLoss(ignore_index=data.PAD_ID)
     train_model = distributed.wrap_ddp(model)
-
     summed = settings.loss == "sum_to_predicted_eos"
 
     def batch_loss(idx, gen):
