@@ -184,7 +184,8 @@ def test_each_scan_tables_rows_are_the_runs_its_sweep_makes(target, variables):
     """Every --where of the table holds for the config its own sweep composes (its first job)."""
     from collect_results import config_value, parse_condition
 
-    sweep, collect = make_dry(*variables, target=target).stdout.splitlines()[-2:]
+    lines = make_dry(*variables, target=target).stdout.splitlines()  # under `make test`, also make[1]'s own lines
+    sweep, collect = (next(line for line in lines if step in line) for step in (" run.py -m ", "collect_results.py"))
     overrides = [o.split("=", 1)[0] + "=" + o.split("=", 1)[1].split(",")[0] for o in sweep.split(" -m ")[1].split()]
     config = OmegaConf.to_container(compose_config(overrides), resolve=True)
     words = collect.split()
