@@ -26,8 +26,9 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 PAPER_RECIPE = ["task.finetune.batch_size=1", "task.finetune.weight_decay=1e-4", "task.finetune.lr=paper",
                 "task.finetune.loss=sum_to_predicted_eos", "task.finetune.clip_scope=encoder_decoder"]
-PAPER_PRETRAINING = ["task.pretrain.batch_size=1", "task.pretrain.lr=1e-4", "task.pretrain.schedule=constant",
-                     "task.pretrain.clip_scope=encoder_decoder"]
+PAPER_PRETRAINING = ["task.pretrain.examples=200000", "task.pretrain.batch_size=1", "task.pretrain.lr=1e-4",
+                     "task.pretrain.schedule=constant", "task.pretrain.clip_scope=encoder_decoder",
+                     "task.pretrain.loss=sum_to_predicted_eos"]
 
 
 @pytest.mark.parametrize("experiment,split,rate", [
