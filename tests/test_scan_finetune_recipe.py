@@ -4,7 +4,6 @@ a rate per method and split: task.finetune.lr=paper, encoder and decoder clipped
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -20,7 +19,7 @@ from equi.errors import ConfigError
 from equi.experiment import execute
 from equi.tasks import scan
 
-from .conftest import REPO
+from .conftest import REPO, write_scan_run
 
 sys.path.insert(0, str(REPO / "scripts"))
 
@@ -220,13 +219,8 @@ def test_the_few_shot_curve_refuses_runs_of_two_finetuning_recipes(tmp_path):
     import fig_scan_fewshot
 
     for n, (batch, lr, examples) in enumerate([(32, 5e-4, 0), (32, 5e-4, 10000), (1, "paper", 10000)]):
-        config = {"task": {"cell": "lstm", "split": "add_jump", "limit": None, "architecture": "seq2seq_paper",
-                           "pretrain": {"keep": "best_val"}, "finetune": {"examples": examples, "batch_size": batch,
-                                                                           "lr": lr}}, "method": {"decoding": None}}
-        run = tmp_path / "runs" / f"run{n}"
-        run.mkdir(parents=True)
-        (run / "results.json").write_text(json.dumps({"task": "scan", "method": "equizero", "config": config,
-                                                      "metrics": {"test_accuracy": 50.0 + n}}))
+        write_scan_run(tmp_path / "runs", f"run{n}", "equizero", 50.0 + n, pretrain={"keep": "best_val"},
+                       finetune={"examples": examples, "batch_size": batch, "lr": lr})
     common = ["--runs", str(tmp_path / "runs"), "--png", str(tmp_path / "f.png"), "--table", str(tmp_path / "t.md")]
     assert fig_scan_fewshot.main(common) == 2
     assert fig_scan_fewshot.main([*common, "--where", "task.finetune.lr!=paper"]) == 0
@@ -238,13 +232,8 @@ def test_the_few_shot_curve_refuses_runs_of_two_pretrainings(tmp_path, capsys):
     import fig_scan_fewshot
 
     for n, pretrain in enumerate([{}, {"clip_scope": "encoder_decoder"}]):
-        config = {"task": {"cell": "lstm", "split": "add_jump", "limit": None, "architecture": "seq2seq_paper",
-                           "pretrain": {"keep": "best_val", "batch_size": 1, **pretrain}, "finetune": {"examples": 0}},
-                  "method": {"decoding": None}}
-        run = tmp_path / "runs" / f"run{n}"
-        run.mkdir(parents=True)
-        (run / "results.json").write_text(json.dumps({"task": "scan", "method": "vanilla", "config": config,
-                                                      "metrics": {"test_accuracy": 10.0 + n}}))
+        write_scan_run(tmp_path / "runs", f"run{n}", "vanilla", 10.0 + n,
+                       pretrain={"keep": "best_val", "batch_size": 1, **pretrain})
     common = ["--runs", str(tmp_path / "runs"), "--png", str(tmp_path / "f.png"), "--table", str(tmp_path / "t.md")]
     assert fig_scan_fewshot.main(common) == 2
     assert capsys.readouterr().err.startswith("error: the runs come from 2 pretrained models (")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import pytest
@@ -14,7 +13,7 @@ from equi.data import scan as data
 from equi.experiment import execute
 from equi.tasks import scan
 
-from .conftest import REPO
+from .conftest import REPO, write_scan_run
 
 sys.path.insert(0, str(REPO / "scripts"))
 import fig_scan_fewshot  # noqa: E402
@@ -181,12 +180,7 @@ def test_the_few_shot_curve_keeps_one_models_runs(tmp_path):
             ("seq2seq_paper", "best_val", "vanilla", 1.0), ("seq2seq_paper", "best_val", "equizero", 70.0),
             ("seq2seq", None, "vanilla", 9.0), ("gseq2seq", "best_val", "vanilla", 98.0)]):
         pretrain = {} if keep is None else {"keep": keep}  # None: a run made before keep existed
-        config = {"task": {"cell": "lstm", "split": "add_jump", "limit": None, "architecture": architecture,
-                           "pretrain": pretrain, "finetune": {"examples": 0}}, "method": {"decoding": None}}
-        run = tmp_path / "runs" / f"run{n}"
-        run.mkdir(parents=True)
-        (run / "results.json").write_text(json.dumps({"task": "scan", "method": method, "config": config,
-                                                      "metrics": {"test_accuracy": accuracy}}))
+        write_scan_run(tmp_path / "runs", f"run{n}", method, accuracy, architecture, pretrain)
     table = tmp_path / "t.md"
     common = ["--runs", str(tmp_path / "runs"), "--png", str(tmp_path / "f.png"), "--table", str(table)]
     assert fig_scan_fewshot.main([*common, "--where", "task.architecture=seq2seq_paper",
