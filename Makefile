@@ -58,8 +58,9 @@ fig2-budget: setup
 ## its table with an _our_model suffix.
 ## SCAN_PRETRAIN=ours (the default: 200k examples in batches of 32 at lr 5e-3, cosine; the RNNs 400k at 1e-3;
 ## 10-14 min per paper model on one core shared with another job) | paper (the paper scripts' 200k one-example
-## Adam steps at lr 1e-4, NLL summed up to the first predicted <eos>, encoder and decoder clipped apart;
-## about 80 min per model on one core shared with another job; tables end in _paper_pretraining).
+## Adam steps at lr 1e-4, NLL summed up to the first predicted <eos>, encoder and decoder clipped apart,
+## validation held out by the run's seed; about 80 min per model on one core shared with another job;
+## tables end in _paper_pretraining).
 ## The one error of a misspelled recipe variable: $(call RECIPE_ARGS,VARIABLE,what it chooses).
 RECIPE_ARGS = $(if $(filter ours paper,$($(1))),$($(1)_$($(1))),$(error $(1)=$($(1)) is not a SCAN $(2) recipe; choose paper or ours))
 SCAN_SEEDS ?= 0,1,2
@@ -70,7 +71,7 @@ SCAN_MODEL_paper := task=scan task.architecture=seq2seq_paper task.pretrain.keep
 SCAN_ROWS_ours := --where task.architecture=seq2seq --where task.pretrain.keep!=best_val
 SCAN_ROWS_paper := --where task.architecture=seq2seq_paper --where task.pretrain.keep=best_val
 SCAN_PRETRAIN_ours :=
-SCAN_PRETRAIN_paper := task.pretrain.examples=200000 task.pretrain.batch_size=1 task.pretrain.lr=1e-4 task.pretrain.schedule=constant task.pretrain.clip_scope=encoder_decoder task.pretrain.loss=sum_to_predicted_eos
+SCAN_PRETRAIN_paper := task.pretrain.examples=200000 task.pretrain.batch_size=1 task.pretrain.lr=1e-4 task.pretrain.schedule=constant task.pretrain.clip_scope=encoder_decoder task.pretrain.loss=sum_to_predicted_eos 'task.pretrain.split_seed=$${seed}'
 SCAN_PRETRAIN_ROWS_ours := --where task.pretrain.batch_size!=1
 SCAN_PRETRAIN_ROWS_paper := --where task.pretrain.examples=200000 --where task.pretrain.batch_size=1 --where task.pretrain.lr=0.0001 --where task.pretrain.schedule=constant --where task.pretrain.clip_scope=encoder_decoder --where task.pretrain.loss=sum_to_predicted_eos
 SCAN_PRETRAIN_ARGS = $(call RECIPE_ARGS,SCAN_PRETRAIN,pretraining)

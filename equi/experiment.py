@@ -3,6 +3,7 @@ when it fails. run.py calls ``hydra_entry``."""
 
 from __future__ import annotations
 
+import copy
 import os
 import random
 import sys
@@ -47,12 +48,14 @@ def seed_everything(seed: int) -> None:
 
 
 def effective_config(cfg: DictConfig) -> DictConfig:
-    """The config a runner sees: with fast=true, task.fast merged over task."""
-    if not cfg.fast:
-        return cfg
-    cfg = cfg.copy()
-    with open_dict(cfg):
-        cfg.task = OmegaConf.merge(cfg.task, cfg.task.fast)
+    """The config a runner sees: with fast=true, task.fast merged over task, and every
+    interpolation resolved, since runners hand sub-trees on alone (`task.pretrain.split_seed=${seed}`
+    cannot find the seed from inside a copy of task)."""
+    cfg = copy.deepcopy(cfg)
+    if cfg.fast:
+        with open_dict(cfg):
+            cfg.task = OmegaConf.merge(cfg.task, cfg.task.fast)
+    OmegaConf.resolve(cfg)
     return cfg
 
 

@@ -4,6 +4,7 @@ a rate per method and split: task.finetune.lr=paper, encoder and decoder clipped
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 
@@ -27,7 +28,7 @@ PAPER_RECIPE = ["task.finetune.batch_size=1", "task.finetune.weight_decay=1e-4",
                 "task.finetune.loss=sum_to_predicted_eos", "task.finetune.clip_scope=encoder_decoder"]
 PAPER_PRETRAINING = ["task.pretrain.examples=200000", "task.pretrain.batch_size=1", "task.pretrain.lr=1e-4",
                      "task.pretrain.schedule=constant", "task.pretrain.clip_scope=encoder_decoder",
-                     "task.pretrain.loss=sum_to_predicted_eos"]
+                     "task.pretrain.loss=sum_to_predicted_eos", "'task.pretrain.split_seed=${seed}'"]
 
 
 @pytest.mark.parametrize("experiment,split,rate", [
@@ -54,6 +55,35 @@ def test_lr_paper_without_a_papers_rate_is_one_line_before_any_work(tmp_path, sh
         execute(cfg, tmp_path)
     zero_shot = compose_config(["task=scan", "method=lambda", "task.finetune.lr=paper"])
     assert scan.finetune_settings(zero_shot.task, zero_shot.method).lr == "paper"  # nothing to finetune
+
+
+class Pretrained(Exception):
+    """Raised in place of pretraining: the run got as far as pretraining with these settings."""
+
+
+def test_the_papers_pretraining_holds_out_validation_by_the_runs_seed(tmp_path, shared_data, monkeypatch):
+    """As train_seq2seq_scan.py's random.shuffle after set_seed(seed): the recipe's split_seed=${seed}
+    reaches the runner resolved, and the checkpoint is the seed's own."""
+    monkeypatch.setenv("EQUI_DATA", str(shared_data))
+    monkeypatch.setenv("EQUI_OUTPUTS", str(tmp_path))
+    recipe = next(o.strip("'") for o in PAPER_PRETRAINING if "split_seed" in o)
+    held_out = {}
+
+    def pretrain(model, train, val, task, seed, *rest):
+        held_out[seed] = (val.commands, scan.checkpoint_file(task, seed, tmp_path).name)
+        raise Pretrained
+
+    monkeypatch.setattr(scan, "pretrain", pretrain)
+    for seed in (0, 1):
+        with pytest.raises(Pretrained):
+            execute(compose_config(["task=scan", "method=vanilla", f"seed={seed}", recipe, "logger=none"]),
+                    tmp_path / str(seed))
+    train_file = data.load_split(shared_data / "scan", "add_jump", False)[0]
+    assert [held_out[seed][0] for seed in (0, 1)] == [data.hold_out(train_file, 0.2, seed)[1].commands
+                                                     for seed in (0, 1)]
+    assert held_out[0][0] != held_out[1][0]
+    plain = compose_config(["task=scan", "seed=0"]).task
+    assert held_out[0][1] == scan.checkpoint_file(plain, 0, tmp_path).name  # seed 0 keeps its checkpoint
 
 
 @pytest.mark.parametrize("override,message", [
@@ -186,7 +216,7 @@ def test_each_scan_tables_rows_are_the_runs_its_sweep_makes(target, variables):
 
     lines = make_dry(*variables, target=target).stdout.splitlines()  # under `make test`, also make[1]'s own lines
     sweep, collect = (next(line for line in lines if step in line) for step in (" run.py -m ", "collect_results.py"))
-    overrides = [o.split("=", 1)[0] + "=" + o.split("=", 1)[1].split(",")[0] for o in sweep.split(" -m ")[1].split()]
+    overrides = [o.split("=", 1)[0] + "=" + o.split("=", 1)[1].split(",")[0] for o in shlex.split(sweep.split(" -m ")[1])]
     config = OmegaConf.to_container(compose_config(overrides), resolve=True)
     words = collect.split()
     for key, wanted, value in (parse_condition(w) for w, before in zip(words[1:], words) if before == "--where"):
