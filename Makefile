@@ -59,8 +59,8 @@ fig2-budget: setup
 ## SCAN_PRETRAIN=ours (the default: 200k examples in batches of 32 at lr 5e-3, cosine; the RNNs 400k at 1e-3;
 ## 10-14 min per paper model on one core shared with another job) | paper (the paper scripts' 200k one-example
 ## Adam steps at lr 1e-4, NLL summed up to the first predicted <eos>, encoder and decoder clipped apart,
-## validation held out by the run's seed; about 80 min per model on one core shared with another job;
-## tables end in _paper_pretraining).
+## validation held out by the run's seed; about 80 min per model on one core shared with another job, 42 min
+## with OMP_NUM_THREADS=1, which one-example steps run faster on; tables end in _paper_pretraining).
 ## The one error of a misspelled recipe variable: $(call RECIPE_ARGS,VARIABLE,what it chooses).
 RECIPE_ARGS = $(if $(filter ours paper,$($(1))),$($(1)_$($(1))),$(error $(1)=$($(1)) is not a SCAN $(2) recipe; choose paper or ours))
 SCAN_SEEDS ?= 0,1,2
