@@ -56,16 +56,17 @@ fig2-budget: setup
 ## SCAN_MODEL=paper (the default: the paper's attention decoder, best-validation checkpoint) | ours (our
 ## seq2seq, last checkpoint): the model the SCAN tables below (all but table-scan-g) pretrain; ours writes
 ## its table with an _our_model suffix.
-## SCAN_PRETRAIN=ours (the default: 200k examples in batches of 32 at lr 5e-3, cosine; the RNNs 400k at 1e-3;
-## 10-14 min per paper model on one core shared with another job) | paper (the paper scripts' 200k one-example
-## Adam steps at lr 1e-4, NLL summed up to the first predicted <eos>, encoder and decoder clipped apart,
-## validation held out by the run's seed; about 80 min per model on one core shared with another job, 42 min
-## with OMP_NUM_THREADS=1, which one-example steps run faster on; tables end in _paper_pretraining).
+## SCAN_PRETRAIN=paper (the default: the paper scripts' 200k one-example Adam steps at lr 1e-4, NLL summed up
+## to the first predicted <eos>, encoder and decoder clipped apart, validation held out by the run's seed; it
+## reproduces the paper's LSTM rows; about 80 min per model on one core shared with another job, 42 min with
+## OMP_NUM_THREADS=1, which one-example steps run faster on) | ours (200k examples in batches of 32 at lr 5e-3,
+## cosine; the RNNs 400k at 1e-3; 10-14 min per paper model on one core shared with another job; its tables
+## end in _our_pretraining).
 ## The one error of a misspelled recipe variable: $(call RECIPE_ARGS,VARIABLE,what it chooses).
 RECIPE_ARGS = $(if $(filter ours paper,$($(1))),$($(1)_$($(1))),$(error $(1)=$($(1)) is not a SCAN $(2) recipe; choose paper or ours))
 SCAN_SEEDS ?= 0,1,2
 SCAN_MODEL ?= paper
-SCAN_PRETRAIN ?= ours
+SCAN_PRETRAIN ?= paper
 SCAN_MODEL_ours := task=scan task.architecture=seq2seq
 SCAN_MODEL_paper := task=scan task.architecture=seq2seq_paper task.pretrain.keep=best_val
 SCAN_ROWS_ours := --where task.architecture=seq2seq --where task.pretrain.keep!=best_val
@@ -77,7 +78,7 @@ SCAN_PRETRAIN_ROWS_paper := --where task.pretrain.examples=200000 --where task.p
 SCAN_PRETRAIN_ARGS = $(call RECIPE_ARGS,SCAN_PRETRAIN,pretraining)
 SCAN_MODEL_ARGS = $(or $(SCAN_MODEL_$(SCAN_MODEL)),$(error SCAN_MODEL=$(SCAN_MODEL) is not a SCAN model; choose ours or paper)) $(SCAN_PRETRAIN_ARGS)
 SCAN_MODEL_ROWS = $(SCAN_ROWS_$(SCAN_MODEL)) $(SCAN_PRETRAIN_ROWS_$(SCAN_PRETRAIN))
-SCAN_TABLE = $(1)$(if $(filter ours,$(SCAN_MODEL)),_our_model)$(if $(filter paper,$(SCAN_PRETRAIN)),_paper_pretraining)
+SCAN_TABLE = $(1)$(if $(filter ours,$(SCAN_MODEL)),_our_model)$(if $(filter ours,$(SCAN_PRETRAIN)),_our_pretraining)
 PLAIN_SCAN_ROWS = --task scan --digits 1 --paper-rows $(SCAN_MODEL_ROWS) --where method.name!=lambda --where task.limit=None
 table2: setup
 	$(PY) run.py -m experiment=scan_lstm_vanilla,scan_lstm_equitune,scan_lstm_equitune_stepwise,scan_lstm_equizero task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(SCAN_MODEL_ARGS) $(ARGS)

@@ -1,6 +1,7 @@
 """SCAN's training recipes. Finetuning: the paper scripts' (one-example Adam steps, weight decay 1e-4,
 a rate per method and split: task.finetune.lr=paper, encoder and decoder clipped apart) and ours
-(batches of 32 at 5e-4). Pretraining: ours (batches of 32), or the paper's (SCAN_PRETRAIN=paper)."""
+(batches of 32 at 5e-4). Pretraining: the paper's (one-example steps, the default of the tables) or ours
+(SCAN_PRETRAIN=ours: batches of 32)."""
 
 from __future__ import annotations
 
@@ -193,22 +194,22 @@ def test_the_finetuning_tables_take_the_papers_recipe_unless_told_ours():
     assert "SCAN_FINETUNE=papr is not a SCAN finetuning recipe; choose paper or ours" in bad.stderr
 
 
-def test_the_scan_tables_pretrain_ours_unless_told_the_papers():
+def test_the_scan_tables_pretrain_the_papers_way_unless_told_ours():
     for target, table in (("table2", "table2"), ("table-scan-finetune", "table_scan_finetune_lstm")):
-        ours, paper = make_dry(target=target).stdout, make_dry("SCAN_PRETRAIN=paper", target=target).stdout
+        paper, ours = make_dry(target=target).stdout, make_dry("SCAN_PRETRAIN=ours", target=target).stdout
         assert "task.pretrain.batch_size" not in ours.split("collect_results.py")[0]
-        assert "--where task.pretrain.batch_size!=1 " in ours and f"{table}.md" in ours
+        assert "--where task.pretrain.batch_size!=1 " in ours and f"{table}_our_pretraining.md" in ours
         assert " ".join(PAPER_PRETRAINING) in paper and "--where task.pretrain.clip_scope=encoder_decoder " in paper
-        assert f"{table}_paper_pretraining.md" in paper
+        assert f"{table}.md" in paper
     bad = make_dry("SCAN_PRETRAIN=papr", target="table2")
     assert bad.returncode == 2
     assert "SCAN_PRETRAIN=papr is not a SCAN pretraining recipe; choose paper or ours" in bad.stderr
 
 
 @pytest.mark.parametrize("target,variables", [
-    ("table2", []), ("table2", ["SCAN_PRETRAIN=paper"]), ("table2", ["SCAN_MODEL=ours"]),
+    ("table2", []), ("table2", ["SCAN_PRETRAIN=ours"]), ("table2", ["SCAN_MODEL=ours"]),
     ("table-scan-finetune", []), ("table-scan-finetune", ["SCAN_FINETUNE=ours"]),
-    ("table-scan-finetune", ["SCAN_PRETRAIN=paper", "SCAN_FINETUNE=paper"]),
+    ("table-scan-finetune", ["SCAN_PRETRAIN=ours", "SCAN_FINETUNE=ours"]),
 ])
 def test_each_scan_tables_rows_are_the_runs_its_sweep_makes(target, variables):
     """Every --where of the table holds for the config its own sweep composes (its first job)."""
