@@ -7,7 +7,7 @@ SEEDS ?= 0,1,2,3,4
 SET_SIZES ?= 2,4,8
 ARGS ?=            # extra overrides for every run, e.g. ARGS="hardware=cuda logger=none"
 
-.PHONY: setup run test table-d5 fig2 fig2-budget table2 table-scan-gru table-scan-rnn table-scan-finetune table-scan-finetune-lstm table-scan-finetune-gru table-scan-finetune-rnn table-scan-g table-scan-lambda fig-scan-fewshot pretrain-cnn fig-cnn fig-cnn-paper pretrain-clip fig7 fig4 fig8 fig5a fig11a fig12 fig-clip-offline table1 fig3 fig9 tables-nlg-samples bench bench-precision bench-scan bench-nlg clean-runs
+.PHONY: setup run data test table-d5 fig2 fig2-budget table2 table-scan-gru table-scan-rnn table-scan-finetune table-scan-finetune-lstm table-scan-finetune-gru table-scan-finetune-rnn table-scan-g table-scan-lambda fig-scan-fewshot pretrain-cnn fig-cnn fig-cnn-paper pretrain-clip fig7 fig4 fig8 fig5a fig11a fig12 fig-clip-offline table1 fig3 fig9 tables-nlg-samples bench bench-precision bench-scan bench-nlg clean-runs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ run: setup
 .PHONY: assets
 assets: setup
 	$(PY) run.py assets
+
+## The paper's datasets, fetched from their sources (or EQUI_DATA_MIRROR) into paths.data (data/), verified;
+## DATA="scan nlg" for some. One line per dataset; exit 2 if any could not be had.
+DATA ?=
+data: setup
+	$(PY) run.py data $(DATA)
 
 ## The test suite (CI runs this through .ci/run).
 test: setup

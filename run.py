@@ -2,7 +2,8 @@
 """The one entrypoint: python run.py task=<task> method=<method> hardware=<cpu|cuda|multigpu> [-m sweeps].
 
 python run.py --help lists the config groups and their choices; python run.py assets lists the
-datasets and pretrained weights each task uses and how to get the missing ones.
+datasets and pretrained weights each task uses and how to get the missing ones; python run.py data
+[dataset|task …] fetches datasets into the data folder (all of them with no names).
 """
 
 import sys
@@ -17,6 +18,10 @@ def main() -> None:
         from equi.assets import report
 
         sys.exit(report(sys.argv[2:]))
+    if sys.argv[1:2] == ["data"]:
+        from equi.data.catalog import main as fetch_data
+
+        sys.exit(fetch_data(sys.argv[2:]))
     args = get_args_parser().parse_args()
     if not (args.help or args.hydra_help or args.cfg or args.info or args.shell_completion):
         problem = check_cli(args.overrides)

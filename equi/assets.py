@@ -1,8 +1,11 @@
 """`python run.py assets`: the datasets and pretrained weights each task would use, where it
-looks for them, whether they are here, and the exact line that makes a missing one available.
+looks for them, their size and licence, whether they are here (present), can be had now
+(fetchable: download=true and their source answers) or not (missing), and the exact line that
+makes a missing one available.
 
-Cheap: it looks at files and loads nothing. A task's report is ``REPORTS[<task>](cfg)``, a
-list of ``Asset`` rows for its composed default config; a task without one is listed as such.
+Cheap: it looks at files and, for missing items, asks their hosts for a connection; it loads
+nothing. A task's report is ``REPORTS[<task>](cfg)``, a list of ``Asset`` rows for its composed
+default config; a task without one is listed as such.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ import torch
 from omegaconf import DictConfig
 
 from .config import choices, compose_config
-from .data import cifar, imagesets, scan
+from .data import catalog, imagesets
+from .data.download import human, online
 from .errors import MissingAssetError, one_line
-from .models.clip import MODELS, cached_weights, where_weights_go
+from .models.clip import MODELS, cached_weights, weights_reachable, where_weights_go
 from .models import lm, regard
 from .models.cnn import IMAGENET_WEIGHTS
 
@@ -31,15 +35,26 @@ class Asset:
     present: bool
     get: str  # the command line that makes it available
     note: str = ""  # why it may be absent without harm ("trained and cached by the first run")
+    size: str = ""
+    licence: str = ""
+    fetchable: bool = False  # absent, but a run would fetch it now (download=true and its source answers)
 
     @property
     def status(self) -> str:
-        return "present" if self.present else "not yet" if self.note else "missing"
+        if self.present:
+            return "present"
+        return "fetchable" if self.fetchable else "not yet" if self.note else "missing"
 
 
-def curl(files: dict[Path, str]) -> str:
-    """One curl line that downloads each url to its path."""
-    return "curl -fL --create-dirs " + " ".join(f"-o {shlex.quote(str(p))} {url}" for p, url in files.items())
+def dataset(cfg: DictConfig, name: str, root: Path | None = None) -> Asset:
+    """A dataset of the catalog: in the data folder, or in `root` (a task.data_root) when given."""
+    spec = catalog.DATASETS[name]
+    data_dir = Path(cfg.paths.data).expanduser().resolve()
+    where = Path(root).expanduser().resolve() if root else data_dir / spec.folder
+    present = spec.check(where) is None if spec.archive else spec.problem(data_dir) is None
+    fetchable = not present and not root and cfg.download and catalog.fetchable(name, data_dir)
+    return Asset(f"{name}: {spec.what}", where, present, f"python run.py data {name}  # or make data", spec.note,
+                 human(spec.size), spec.licence, fetchable)
 
 
 def cached(cfg: DictConfig, what: str, task: str, pattern: str, get: str) -> Asset:
@@ -49,28 +64,20 @@ def cached(cfg: DictConfig, what: str, task: str, pattern: str, get: str) -> Ass
 
 
 def scan_assets(cfg: DictConfig) -> list[Asset]:
-    root = Path(cfg.paths.data).resolve() / "scan"
-    rows = []
-    for split, files in scan.SPLITS.items():
-        missing = {root / f: f"{scan.RELEASE_URL}/{f}" for f in files if not (root / f).exists()}
-        rows.append(Asset(f"SCAN {split} split", root / Path(files[0]).parent, not missing, curl(missing)))
+    rows = [dataset(cfg, "scan")]
     rows.append(cached(cfg, "pretrained seq2seq models", "scan", "*.pt",
                        f"python run.py task=scan task.split={cfg.task.split} method=vanilla"))
     return rows
 
 
 def cnn_assets(cfg: DictConfig) -> list[Asset]:
-    root = Path(cfg.task.data_root or Path(cfg.paths.data) / "cifar10-jpg").resolve()
-    try:
-        present = bool(cifar.layout(root))
-    except MissingAssetError:
-        present = False
-    rows = [Asset("CIFAR-10", root, present,
-                  f'python -c "import torchvision; torchvision.datasets.CIFAR10({str(root)!r}, download=True)"')]
+    rows = [dataset(cfg, "cifar10", cfg.task.data_root)]
     for model, weights in IMAGENET_WEIGHTS.items():
         path = Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
-        rows.append(Asset(f"ImageNet {model} weights", path, path.exists(), curl({path: weights.url}),
-                          "optional: task.weights=auto trains from scratch without them"))
+        rows.append(Asset(f"ImageNet {model} weights", path, path.exists(),
+                          f"curl -fL --create-dirs -o {shlex.quote(str(path))} {weights.url}",
+                          "optional: task.weights=auto trains from scratch without them", licence="BSD-3-Clause (torchvision)",
+                          fetchable=not path.exists() and cfg.download and online(weights.url)))
     rows += [cached(cfg, f"CIFAR-10 {model} from scratch", "cnn", f"{model}-scratch-*.pt", "make pretrain-cnn")
              for model in cfg.task.pretrain]
     return rows
@@ -84,15 +91,11 @@ def clip_assets(cfg: DictConfig, models=MODELS, datasets=imagesets.DATASETS) -> 
         path = cached_weights(model, cfg.task.pretrained)
         rows.append(Asset(f"CLIP {model}/{cfg.task.pretrained} weights",
                           Path(path or where_weights_go(model, cfg.task.pretrained)), path is not None,
-                          f"python run.py task=clip task.weights=pretrained task.model={model} task.download=true",
-                          "optional: task.weights=auto uses the stand-in without them"))
-    for dataset in datasets:
-        root = imagesets.root_for(dataset, cfg.task.data_root if dataset == cfg.task.dataset else None, Path(cfg.paths.data))
-        get = {"cifar10": f'python -c "import torchvision; torchvision.datasets.CIFAR10({str(root)!r}, download=True)"',
-               "cifar100": f'python -c "import torchvision; torchvision.datasets.CIFAR100({str(root)!r}, download=True)"',
-               "imagenetv2": f"download imagenetv2-matched-frequency.tar.gz (ImageNet-V2 release) and unpack it in {root.parent}"}
-        rows.append(Asset(dataset, root.resolve(), imagesets.missing(dataset, root) is None, get[dataset],
-                          "" if dataset == "cifar10" else "needed only with real CLIP weights"))
+                          f"python run.py task=clip task.weights=pretrained task.model={model}  # where a network exists",
+                          "optional: task.weights=auto uses the stand-in without them", licence="MIT (OpenAI CLIP)",
+                          fetchable=path is None and cfg.download and weights_reachable(model, cfg.task.pretrained)))
+    for name in datasets:
+        rows.append(dataset(cfg, name, cfg.task.data_root if name == cfg.task.dataset else None))
     if tuple(models) == MODELS and tuple(datasets) == imagesets.DATASETS:
         rows.append(cached(cfg, "offline stand-in CLIP", "clip", "standin-*.pt", "make pretrain-clip"))
     return rows
@@ -104,19 +107,14 @@ def dqn_assets(cfg: DictConfig) -> list[Asset]:
 
 
 def nlg_assets(cfg: DictConfig) -> list[Asset]:
-    data = Path(cfg.paths.data).resolve() / "nlg"
-    rows = [Asset("regard annotations (Sheng et al.)", data / "regard",
-                  all((data / "regard" / f"{s}.tsv").is_file() for s in regard.SPLITS), "copy nlg-bias's data/regard/ there"),
-            Asset("gender word lists", data / "fairness_words",
-                  all((data / "fairness_words" / f).is_file() for f in ("male_words.txt", "female_words.txt")),
-                  "copy EquiNLG/dataset/fairness_words/ there"),
+    rows = [dataset(cfg, "regard"), dataset(cfg, "gender_words"),
             package_asset("SmolLM2-135M-Instruct GGUF (the offline LM)", *lm.SMOLLM2),
             package_asset("GPT-2 BPE files (tests' tokenizer)", lm.GPT2_BPE[0], lm.GPT2_BPE[1])]
     rows.append(Asset("GPT-2 weights (task.lm=gpt2)", lm.hub_folder("gpt2"), lm.hub_cached("gpt2"),
-                      "python run.py task=nlg task.lm=gpt2 task.download=true  # where a network exists",
+                      "python run.py task=nlg task.lm=gpt2  # where a network exists",
                       "optional: the paper's LM; offline the task uses SmolLM2"))
     rows.append(Asset("regard classifier sasha/regardv3 (task.regard=sasha/regardv3)", lm.hub_folder("sasha/regardv3"),
-                      lm.hub_cached("sasha/regardv3"), "python run.py task=nlg task.regard=sasha/regardv3 task.download=true",
+                      lm.hub_cached("sasha/regardv3"), "python run.py task=nlg task.regard=sasha/regardv3  # where a network exists",
                       "optional: offline the task trains a regard stand-in"))
     rows.append(cached(cfg, "regard stand-in", "nlg", "regard-standin-*.pkl", "python run.py task=nlg method=vanilla"))
     return rows
@@ -155,13 +153,14 @@ def report(overrides: list[str]) -> int:
         if not assets:
             rows.append((task, "nothing: needs no data or pretrained weights", "", ""))
         for a in assets:
-            rows.append((task, a.what, a.status, str(a.where)))
+            rows.append((task, a.what, a.status, a.size, a.licence, str(a.where)))
             if not a.present:
                 todo.append(f"  {task}: {a.what}" + (f" ({a.note})" if a.note else "") + f"\n    {a.get}")
-    header = ("task", "asset", "status", "where")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+    header = ("task", "asset", "status", "size", "licence", "where")
+    rows = [row + ("",) * (len(header) - len(row)) for row in rows]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     for row in [header, *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3])
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
     if todo:
         print("\nto make the missing ones available:")
         print("\n".join(todo))

@@ -26,7 +26,7 @@ GROUPS = sorted(d.name for d in CONF_DIR.iterdir() if d.is_dir() and d.name != "
 LAUNCHERS = ["basic", *sorted(p.stem for p in (CONF_DIR / "hydra" / "launcher").glob("*.yaml"))]
 # our conf/hydra/launcher/submitit_*.yaml set values over the plugin's schema of the same name, as meant
 warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/submitit_\w+' is validated against ConfigStore schema")
-NOT_IN_RUN_KEY = ("hardware", "logger", "label", "paper", "paper_by_split", "force", "paths", "hydra")
+NOT_IN_RUN_KEY = ("hardware", "logger", "label", "paper", "paper_by_split", "force", "download", "paths", "hydra")
 
 
 def choices(group: str) -> list[str]:

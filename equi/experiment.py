@@ -39,6 +39,7 @@ class RunContext:
     run_dir: Path
     cache_dir: Path  # checkpoints shared between runs (pretrained models), keyed by config
     data_dir: Path
+    download: bool = False  # fetch missing data and weights when their host answers (cfg.download)
 
 
 def seed_everything(seed: int) -> None:
@@ -130,6 +131,7 @@ def run_task(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict:
         run_dir=run_dir,
         cache_dir=Path(cfg.paths.outputs) / "cache",
         data_dir=Path(cfg.paths.data),
+        download=bool(cfg.download),
     )
     if main:
         ctx.logger = create_logger(cfg.logger, run_dir, config, name=run_dir.name)

@@ -301,7 +301,7 @@ TASKS: dict[str, dict[str, Rule]] = {
         "canonicalizer": Choice(("sum", "x1", "x2")),  # whose angle: x1 + x2 (the paper's), or one vector
     },
     "scan": {
-        "methods": TASK_METHODS, "metric": TEXT, "split": Choice(tuple(SPLITS)), "download": FLAG,
+        "methods": TASK_METHODS, "metric": TEXT, "split": Choice(tuple(SPLITS)),
         "architecture": Choice(("seq2seq", "seq2seq_paper", "gseq2seq")), "cell": Choice(tuple(CELLS)), "hidden": SIZE,
         "dropout": FRACTION, "max_len": SIZE, "default_proxy": Choice(tuple(PROXIES)),
         **block("pretrain", {**SCAN_TRAINING, "teacher_forcing": FRACTION, "split_seed": SEED,
@@ -325,7 +325,7 @@ TASKS: dict[str, dict[str, Rule]] = {
     },
     "clip": {
         "methods": TASK_METHODS, "metric": TEXT, "model": TEXT, "pretrained": TEXT, "checkpoint": Text(nullable=True),
-        "weights": Choice(("auto", "pretrained", "standin", "random")), "download": FLAG,
+        "weights": Choice(("auto", "pretrained", "standin", "random")),
         "dataset": Choice(DATASETS), "data_root": Text(nullable=True), "transform": Choice(TRANSFORMS),
         "transform_per": Choice(("image", "batch")), "transform_seed": SEED,
         "group": Choice(tuple(IMAGE_GROUPS), nullable=True), "logit_scale": Either(RATE, Choice(("model",))),
@@ -337,7 +337,7 @@ TASKS: dict[str, dict[str, Rule]] = {
         **block("standin", CLIP_STANDIN),
     },
     "nlg": {
-        "methods": TASK_METHODS, "metric": TEXT, "lm": TEXT, "download": FLAG, "context": Choice(tuple(CONTEXTS)),
+        "methods": TASK_METHODS, "metric": TEXT, "lm": TEXT, "context": Choice(tuple(CONTEXTS)),
         "pairs": ListOf(Choice(lambda cfg: cfg.task.demographics)),
         "demographics.*.words": ListOf(WORD, length=2),
         "demographics.*.subject": Pattern(r"[^{}]*\{\}[^{}]*", "a phrase with one {} where the word goes",
@@ -379,7 +379,7 @@ LOGGERS = {
     "wandb": {"mode": Choice(("online", "offline", "disabled")), "project": TEXT, "entity": Text(nullable=True),
               "tags": ListOf(TEXT)},
 }
-RUN = {"seed": SEED, "fast": FLAG, "force": FLAG, "label": TEXT, "paper": Text(nullable=True),
+RUN = {"seed": SEED, "fast": FLAG, "force": FLAG, "download": FLAG, "label": TEXT, "paper": Text(nullable=True),
        "paper_by_split": Text(nullable=True), "paper_by_split.*": Text(nullable=True),
        "paths.outputs": TEXT, "paths.data": TEXT}
 GROUPS = {"task": TASKS, "method": METHODS, "hardware": HARDWARE, "logger": LOGGERS}

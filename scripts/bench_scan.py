@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from equi.config import compose_config  # noqa: E402
-from equi.data import scan as data  # noqa: E402
+from equi.data import catalog, scan as data  # noqa: E402
 from equi.sequence import GreedyDecoder  # noqa: E402
 from equi.tasks.scan import new_model, pretrain  # noqa: E402
 
@@ -44,11 +44,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cell", default="lstm")
     parser.add_argument("--examples", type=int, default=3000, help="training examples per measurement")
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "scan"))
+    parser.add_argument("--data", help="a SCAN release folder (default: the data folder's, fetched when missing)")
     args = parser.parse_args()
     torch.manual_seed(0)
     task = compose_config(["task=scan", f"task.cell={args.cell}"]).task
-    train, test = data.load_split(args.data, task.split)
+    release = args.data or catalog.ensure("scan", Path(compose_config([]).paths.data), True)
+    train, test = data.load_split(release, task.split)
     ours = training_rate(task, train, task.pretrain.batch_size, args.examples)
     paper = training_rate(task, train, 1, max(200, args.examples // 10))
     dec_ours = decoding_rate(task, test, task.eval_batch, 2048)

@@ -186,7 +186,7 @@ def lambda_figure(record: dict, path: Path) -> None:
     config, shown = record["config"], record["metrics"]["weight_examples"]
     task = config["task"]
     root = imagesets.root_for(task["dataset"], task["data_root"], Path(config["paths"]["data"]))
-    test = imagesets.load(task["dataset"], root, "test", task["eval_per_class"], 224, False, None)
+    test = imagesets.load(task["dataset"], root, "test", task["eval_per_class"], 224, None)
     rows = [(test[i][0], t, w) for i, t, w in zip(shown["index"], shown["element"], shown["weights"])]
     views_figure(rows, GROUPS[record["metrics"]["group"]](),
                  f"λ-equitune, {record['metrics']['model']} on {task['dataset']}: weight of each view", path)

@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from collect_results import REPO, load, mean_std  # noqa: E402
 
-from equi.data import cifar  # noqa: E402
+from equi.data import cifar, imagesets  # noqa: E402
 from equi.groups import image  # noqa: E402
 from fig_clip import views_figure  # noqa: E402
 
@@ -100,7 +100,7 @@ def table(groups: dict, models: list[str], modes: list[str]) -> str:
 def lambda_figure(record: dict, path: Path) -> None:
     """Each shown test image as the operator sees it: its 4 rotated copies, titled with λ."""
     config, shown = record["config"], record["metrics"]["weight_examples"]
-    root = config["task"]["data_root"] or Path(config["paths"]["data"]) / "cifar10-jpg"
+    root = imagesets.root_for("cifar10", config["task"]["data_root"], Path(config["paths"]["data"]))
     images, _ = cifar.load(root, "test", config["task"]["eval_per_class"])
     rows = [(images[i], t, w) for i, t, w in zip(shown["index"], shown["turns"], shown["weights"])]
     views_figure(rows, image.rot90(), f"λ-equitune, {record['metrics']['model']}: weight of each rotated copy", path)

@@ -9,7 +9,8 @@ import torch
 
 import equi
 from equi.config import compose_config
-from equi.data import imagesets
+from equi import assets
+from equi.data import catalog, imagesets
 from equi.errors import ConfigError, MissingAssetError
 from equi.experiment import execute
 from equi.groups import image
@@ -171,9 +172,28 @@ def test_cli_missing_weights_and_data_are_one_line_exit_2(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().startswith(
         f"error: CIFAR-100 not found in {tmp_path}: expected torchvision's cifar-100-python/ "
-        "(task.download=true fetches it where a network exists); set task.data_root")
+        "(`python run.py data cifar100` fetches it); set task.data_root")
     assert result.stderr.strip().count("\n") == 0
     assert imagesets.missing("imagenetv2", tmp_path).startswith(f"ImageNet-V2 not found in {tmp_path}")
+
+
+def test_auto_takes_the_real_weights_where_open_clip_can_download_them_else_the_stand_in(tmp_path, monkeypatch, capsys):
+    from equi.experiment import RunContext
+
+    task = compose_config(["task=clip", "fast=true"]).task
+    loaded = []
+    monkeypatch.setattr(cliptask, "cached_weights", lambda *a: None)
+    monkeypatch.setattr(cliptask, "load_pretrained", lambda *a: loaded.append(a) or (clipmodels.random_clip("RN50"), "hub"))
+    monkeypatch.setattr(cliptask, "standin", lambda task, ctx: ("standin", "standin (trained)", None))
+    ctx = RunContext(torch.device("cpu"), None, tmp_path, tmp_path, tmp_path, download=True)
+    monkeypatch.setattr(cliptask, "weights_reachable", lambda *a: True)
+    assert cliptask.load_clip(task, ctx)[1] == "RN50/openai (hub)" and loaded == [("RN50", "openai", None, True)]
+    monkeypatch.setattr(cliptask, "weights_reachable", lambda *a: False)  # offline: the stand-in, with its note
+    assert cliptask.load_clip(task, ctx)[1] == "standin (trained)"
+    assert "(their host does not answer); using the offline stand-in" in capsys.readouterr().out
+    ctx.download = False
+    assert cliptask.load_clip(task, ctx)[1] == "standin (trained)" and len(loaded) == 1
+    assert "(download=false); using the offline stand-in" in capsys.readouterr().out
 
 
 def fast_run(*overrides):
@@ -182,7 +202,7 @@ def fast_run(*overrides):
     return execute(cfg, run_dir)["metrics"]
 
 
-def test_fast_runs_of_every_method_share_the_stand_in_and_its_head(shared_data, tmp_path):
+def test_fast_runs_of_every_method_share_the_stand_in_and_its_head(fixture_data, tmp_path):
     results = {m: fast_run(f"method={m}") for m in ("vanilla", "equitune", "equizero", "lambda")}
     cache = tmp_path / "outputs" / "cache" / "clip"
     assert len(list(cache.glob("standin-*.pt"))) == 1 and len(list((cache / "heads").glob("*.pt"))) == 1
@@ -199,7 +219,7 @@ def test_fast_runs_of_every_method_share_the_stand_in_and_its_head(shared_data, 
     assert "| standin | rot90 | equizero |" in table and "standin, rot90: vanilla drops:" in table
 
 
-def test_fast_finetuning_moves_the_image_tower_and_records_the_curve(shared_data):
+def test_fast_finetuning_moves_the_image_tower_and_records_the_curve(fixture_data):
     metrics = fast_run("method=equizero", "task.finetune.steps=4", "task.logit_scale=model")
     assert list(metrics["curve"]) == ["0", "2", "4"] and metrics["finetune_lr"] == 1.0e-5
     assert metrics["logit_scale"] > 1
@@ -215,9 +235,12 @@ def test_paper_targets_stop_before_any_work_naming_what_is_missing(tmp_path, mon
     assert clip_assets.main(["--models", "RN50,ViT-B-32", "--dataset", "cifar100", f"paths.data={tmp_path}"]) == 2
     message = capsys.readouterr().err.strip()
     assert message.startswith("error: CLIP RN50/openai weights not found at ") and "\n" not in message
-    assert "also missing: CLIP ViT-B-32/openai weights, cifar100;" in message
-    assert clip_assets.main(["--models", "RN50", "--dataset", "cifar100", "task.download=true"]) == 0
-    assert clip_assets.main(["--models", "RN50", "--dataset", "imagenetv2", "task.download=true",
+    assert "also missing: CLIP ViT-B-32/openai weights, cifar100: CIFAR-100 (Krizhevsky 2009);" in message
+    monkeypatch.setattr(assets, "weights_reachable", lambda *a: True)  # a network: the weights are fetchable
+    monkeypatch.setattr(catalog, "fetchable", lambda name, root: name != "imagenetv2")
+    assert clip_assets.main(["--models", "RN50", "--dataset", "cifar100", "download=true", f"paths.data={tmp_path}"]) == 0
+    assert clip_assets.main(["--models", "RN50", "--dataset", "cifar100", "download=false", f"paths.data={tmp_path}"]) == 2
+    assert clip_assets.main(["--models", "RN50", "--dataset", "imagenetv2", "download=true",
                              f"paths.data={tmp_path}"]) == 2
 
 
@@ -236,6 +259,6 @@ def test_cifar100_release_loads_the_first_images_of_each_class(tmp_path, monkeyp
     with open(folder / "meta", "wb") as f:
         pickle.dump({"fine_label_names": [f"class{i}" for i in range(100)]}, f)
     monkeypatch.setattr(datasets.cifar, "check_integrity", lambda *a: True)  # our files lack the release's md5s
-    images, labels = imagesets.load("cifar100", tmp_path, "test", 1, 32, False, None).tensors
+    images, labels = imagesets.load("cifar100", tmp_path, "test", 1, 32, None).tensors
     assert labels.tolist() == [0, 1, 2] and images.dtype == torch.uint8
     assert torch.equal(images[1], torch.from_numpy(rows[1].reshape(3, 32, 32)))

@@ -19,23 +19,24 @@ from equi.models.cnn import cifar_model, imagenet_model, imagenet_state_dict
 from equi.schema import check
 from equi.tasks import cnn
 
-FOLDER = "cifar10-jpg"
+FOLDER = "cifar10"
 
 
-def test_folder_layout_loads_the_first_images_of_each_class(shared_data):
-    images, labels = cifar.load(shared_data / FOLDER, "test", per_class=3)
+def test_folder_layout_loads_the_first_images_of_each_class(fixture_data):
+    images, labels = cifar.load(fixture_data / FOLDER, "test", per_class=3)
     assert images.shape == (30, 3, 32, 32) and images.dtype == torch.uint8
     assert labels.tolist() == [c for c in range(10) for _ in range(3)]
-    first_cat = shared_data / FOLDER / "test" / "cat" / "0000.jpg"
+    first_cat = fixture_data / FOLDER / "test" / "cat" / "0000.jpg"
     assert torch.equal(images[9], torch.from_numpy(np.array(Image.open(first_cat).convert("RGB"))).permute(2, 0, 1))
 
 
-def test_full_splits_have_the_cifar10_sizes(shared_data, tmp_path):
-    train = cifar.load(shared_data / FOLDER, "train", cache_dir=tmp_path)
-    test = cifar.load(shared_data / FOLDER, "test")
+@pytest.mark.real_data("cifar10")
+def test_full_splits_have_the_cifar10_sizes(real_data, tmp_path):
+    train = cifar.load(real_data / FOLDER, "train", cache_dir=tmp_path)
+    test = cifar.load(real_data / FOLDER, "test")
     assert (len(train[0]), len(test[0])) == (50000, 10000)
     assert train[1].bincount().tolist() == [5000] * 10 and test[1].bincount().tolist() == [1000] * 10
-    cached = cifar.load(shared_data / FOLDER, "train", cache_dir=tmp_path)  # decoded once, then read back
+    cached = cifar.load(real_data / FOLDER, "train", cache_dir=tmp_path)  # decoded once, then read back
     assert len(list((tmp_path / "cifar").glob("*.pt"))) == 1 and torch.equal(cached[0], train[0])
 
 
@@ -51,8 +52,8 @@ def write_binary_release(root, images, labels):
         pickle.dump({"label_names": list(cifar.CLASSES)}, f)
 
 
-def test_binary_layout_gives_the_same_tensors(shared_data, tmp_path, monkeypatch):
-    images, labels = cifar.load(shared_data / FOLDER, "test", per_class=2)
+def test_binary_layout_gives_the_same_tensors(fixture_data, tmp_path, monkeypatch):
+    images, labels = cifar.load(fixture_data / FOLDER, "test", per_class=2)
     write_binary_release(tmp_path, images, labels)
     monkeypatch.setattr(datasets.cifar, "check_integrity", lambda *a: True)  # our files lack the release's md5s
     assert cifar.layout(tmp_path) == "binary"
@@ -116,8 +117,8 @@ def wrapped(method: dict, arch: str):
 
 @pytest.mark.parametrize("arch", ["resnet18", "alexnet"])
 @pytest.mark.parametrize("method", METHODS)
-def test_rotating_an_image_leaves_the_prediction_unchanged(shared_data, arch, method):
-    images, _ = cifar.load(shared_data / FOLDER, "test", per_class=1)
+def test_rotating_an_image_leaves_the_prediction_unchanged(fixture_data, arch, method):
+    images, _ = cifar.load(fixture_data / FOLDER, "test", per_class=1)
     x = cifar.normalize(images)
     net = wrapped(METHODS[method], arch)
     with torch.no_grad():
@@ -129,8 +130,8 @@ def test_rotating_an_image_leaves_the_prediction_unchanged(shared_data, arch, me
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "alexnet"])
-def test_the_plain_network_is_not_invariant(shared_data, arch):
-    x = cifar.normalize(cifar.load(shared_data / FOLDER, "test", per_class=1)[0])
+def test_the_plain_network_is_not_invariant(fixture_data, arch):
+    x = cifar.normalize(cifar.load(fixture_data / FOLDER, "test", per_class=1)[0])
     model = cifar_model(arch).eval()
     with torch.no_grad():
         assert not torch.allclose(model(torch.rot90(x, 1, dims=(-2, -1))), model(x), atol=1e-4)
@@ -186,7 +187,7 @@ def fast(*overrides):
     return compose_config(["task=cnn", "fast=true", "logger=none", "task.weights=scratch", *overrides])
 
 
-def test_fast_runs_share_the_pretrained_network_and_the_test_rotations(tmp_path, shared_data):
+def test_fast_runs_share_the_pretrained_network_and_the_test_rotations(tmp_path, fixture_data):
     records = {m: execute(fast(f"method={m}", "task.model=alexnet"), tmp_path / m)["metrics"]
                for m in ("vanilla", "equitune", "equizero", "lambda")}
     assert records["vanilla"]["weights"] == "cifar10-scratch (trained)"
@@ -201,7 +202,7 @@ def test_fast_runs_share_the_pretrained_network_and_the_test_rotations(tmp_path,
         assert torch.allclose(kept, torch.full_like(kept, 1 / len(kept)))
 
 
-def test_linear_probe_run_leaves_the_backbone_untouched(tmp_path, shared_data, monkeypatch):
+def test_linear_probe_run_leaves_the_backbone_untouched(tmp_path, fixture_data, monkeypatch):
     kept = {}
     original = cnn.fit
 

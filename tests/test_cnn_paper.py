@@ -20,7 +20,7 @@ from equi.tasks import cnn, cnn_paper
 sys.path.insert(0, str(equi.config.REPO_ROOT / "scripts"))
 import fig_cnn  # noqa: E402
 
-FOLDER = "cifar10-jpg"
+FOLDER = "cifar10"
 
 
 @pytest.mark.parametrize("build,shape", [(lambda: cifar_model("resnet18"), (256, 1, 1)),
@@ -44,8 +44,8 @@ def test_imagenet_weights_get_imagenet_statistics():
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "alexnet"])
-def test_cached_features_equal_a_direct_forward_pass(shared_data, arch):
-    images, _ = cifar.load(shared_data / FOLDER, "test", per_class=1)
+def test_cached_features_equal_a_direct_forward_pass(fixture_data, arch):
+    images, _ = cifar.load(fixture_data / FOLDER, "test", per_class=1)
     model = cifar_model(arch).eval()
     trunk = conv_trunk(model)
     views = cnn_paper.orbit_features(trunk, images, model.stats, 4, "cpu", "test")
@@ -106,7 +106,7 @@ def fast(*overrides):
                            "task.model=alexnet", *overrides])
 
 
-def test_every_method_trains_a_head_on_cached_features(tmp_path, shared_data):
+def test_every_method_trains_a_head_on_cached_features(tmp_path, fixture_data):
     records = {m: execute(fast(f"method={m}"), tmp_path / m)["metrics"] for m in ("vanilla", "equitune", "equizero",
                                                                                  "lambda")}
     assert records["vanilla"]["features"] == "computed"
@@ -130,7 +130,7 @@ def test_every_method_trains_a_head_on_cached_features(tmp_path, shared_data):
                          "--table", str(table)]) == 1  # no runs of our protocol there
 
 
-def test_each_bug_switch_changes_what_it_names(tmp_path, shared_data, monkeypatch):
+def test_each_bug_switch_changes_what_it_names(tmp_path, fixture_data, monkeypatch):
     loaded, proxies = [], []
     original_load, original_train = cnn.load, cnn_paper.train_heads
     monkeypatch.setattr(cnn, "load", lambda task, ctx, split, per_class: loaded.append(split)

@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 
 from equi import assets, schema
 from equi.config import CONF_DIR, LAUNCHERS, check_cli, choices, compose_config
+from equi.data import catalog
 from equi.data.scan import SPLITS
 from equi.errors import ConfigError, MissingAssetError, UserError
 from equi.experiment import ERROR, execute
@@ -209,14 +210,23 @@ def test_value_errors_about_user_input_become_one_line_user_errors(tmp_path, mon
     assert str(MissingAssetError("x")) == "x; see `python run.py assets`"
 
 
-def test_asset_report_names_what_is_missing_and_how_to_get_it(tmp_path, capsys):
+def test_asset_report_names_what_is_missing_and_how_to_get_it(tmp_path, capsys, monkeypatch):
     assert assets.report([f"paths.data={tmp_path}", f"paths.outputs={tmp_path / 'out'}"]) == 0
     out = capsys.readouterr().out
-    train = tmp_path / "scan" / "add_prim_split" / "tasks_train_addprim_jump.txt"
-    assert f"-o {train} https://raw.githubusercontent.com/brendenlake/SCAN/master/add_prim_split/" in out
-    rows = {tuple(re.split(r"\s{2,}", line.strip())[:3]) for line in out.split("\n\n")[0].splitlines()}
-    assert {("scan", "SCAN add_jump split", "missing"), ("cnn", "CIFAR-10", "missing"),
-            ("synthetic", "nothing: needs no data or pretrained weights")} <= rows
+    assert "\n  scan: scan: SCAN release (Lake & Baroni 2018)\n    python run.py data scan  # or make data\n" in out
+    rows = {tuple(re.split(r"\s{2,}", line.strip())[:5]) for line in out.split("\n\n")[0].splitlines()}
+    assert {("scan", "scan: SCAN release (Lake & Baroni 2018)", "missing", "24.3 MB", "BSD-3-Clause"),
+            ("cnn", "cifar10: CIFAR-10 (Krizhevsky 2009)", "missing", "170.5 MB", "none stated; cite Krizhevsky 2009"),
+            ("nlg", "gender_words: gender word lists (an EquiNLG reproduction)", "missing", "2.1 KB",
+             "MIT (its LICENSE beside them)"), ("synthetic", "nothing: needs no data or pretrained weights")} <= rows
+    mirror = tmp_path / "mirror"
+    (mirror / "scan").mkdir(parents=True)
+    for file in catalog.DATASETS["scan"].files:  # every file in a folder mirror: fetchable, with downloads on
+        (mirror / file.path).parent.mkdir(parents=True, exist_ok=True)
+        (mirror / file.path).touch()
+    monkeypatch.setenv("EQUI_DATA_MIRROR", str(mirror))
+    assets.report([f"paths.data={tmp_path}", f"paths.outputs={tmp_path / 'out'}", "download=true"])
+    assert re.search(r"scan: SCAN release \(Lake & Baroni 2018\)\s+fetchable", capsys.readouterr().out)
     for task in choices("task"):
         assert task in assets.REPORTS or (task, "(no asset report: add one to equi.assets.REPORTS)") in rows
 
@@ -231,7 +241,7 @@ def test_sweep_survives_a_failing_run_and_a_rerun_retries_only_it(tmp_path):
     summary = first.stdout[first.stdout.index("sweep: 3 runs"):]
     assert summary.startswith("sweep: 3 runs: 2 finished, 0 skipped, 1 failed")
     failed = next(line for line in summary.splitlines() if line.strip().startswith("failed"))
-    assert "task.split=around_right" in failed and "tasks_train_template_around_right.txt not found" in failed
+    assert "task.split=around_right" in failed and "around_right.txt); run `make data`" in failed
     runs = sorted((outputs / "runs").glob("scan-*"))
     assert sorted(len(list(r.glob("results.json"))) for r in runs) == [0, 1, 1]
     error = json.loads(next((outputs / "runs").glob(f"*/{ERROR}")).read_text())

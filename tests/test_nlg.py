@@ -20,7 +20,7 @@ from equi.sampling import orbit_ranks, sample_rank
 from equi.tasks import nlg
 from equi.weighting import RelaxedUniform
 
-from .conftest import REPO, SHARED_DATA
+from .conftest import FIXTURES, REPO
 from .test_errors import assert_one_line_exit_2, run_cli
 
 sys.path.insert(0, str(REPO / "scripts"))
@@ -38,13 +38,13 @@ def task_cfg(*overrides):
 
 
 def gender_group(tokenizer, relaxed=False):
-    return nlg.pair_group(task_cfg(), "gender", tokenizer, len(tokenizer), SHARED_DATA, relaxed)
+    return nlg.pair_group(task_cfg(), "gender", tokenizer, len(tokenizer), FIXTURES, relaxed)
 
 
 def test_each_pair_action_is_an_involution_and_a_permutation_of_the_vocabulary(tiny):
     _, tokenizer = tiny
     for pair in ("gender", "race", "sexuality"):
-        group, _, _ = nlg.pair_group(task_cfg(), pair, tokenizer, len(tokenizer), SHARED_DATA, False)
+        group, _, _ = nlg.pair_group(task_cfg(), pair, tokenizer, len(tokenizer), FIXTURES, False)
         perm = group.input_action.perms[1]
         assert group.order == 2
         assert torch.equal(perm.sort().values, torch.arange(len(tokenizer)))
@@ -54,7 +54,7 @@ def test_each_pair_action_is_an_involution_and_a_permutation_of_the_vocabulary(t
 
 
 def test_gender_lists_are_repaired_into_a_bijection_and_the_repairs_are_named():
-    pairs, notes = fairness.gender_pairs(SHARED_DATA / "nlg" / "fairness_words")
+    pairs, notes = fairness.gender_pairs(FIXTURES / "nlg" / "fairness_words")
     words = [w for p in pairs for w in p]
     assert len(words) == len(set(words))
     assert ("males", "females") in pairs and ("male", "female") in pairs and ("mr", "mrs") in pairs
@@ -162,10 +162,10 @@ def test_kv_cached_steps_equal_reencoding_the_prefix(tiny):
 def test_regard_standin_is_trained_once_saved_with_its_accuracy_and_cached(tiny, tmp_path):
     model, tokenizer = tiny
     grid = {"layers": [1], "C": [0.01]}
-    folder = SHARED_DATA / "nlg" / "regard"
+    folder = FIXTURES / "nlg" / "regard"
     scorer = regard.standin(model, tokenizer, "tiny-gpt2", folder, tmp_path, grid)
     saved = list((tmp_path / "nlg").glob("regard-standin-*.json"))
-    assert len(saved) == 1 and json.loads(saved[0].read_text())["n_test"] == 30
+    assert len(saved) == 1 and json.loads(saved[0].read_text())["n_test"] == 10
     assert set(scorer.labels(["XYZ was known for being kind."])) <= {-1, 0, 1, 2}
     again = regard.standin(model, tokenizer, "tiny-gpt2", folder, tmp_path, grid)
     assert again.report == scorer.report
@@ -192,10 +192,11 @@ def test_missing_lm_and_regard_weights_are_one_line(tmp_path):
 def test_missing_data_stops_before_the_lm_loads(tmp_path, monkeypatch):
     monkeypatch.setattr(lms, "load", lambda *a, **k: pytest.fail("the LM loaded before the data check"))
     cfg = compose_config(["task=nlg", "fast=true", "logger=none", f"paths.data={tmp_path}"])
-    with pytest.raises(MissingAssetError, match="gender word list .*male_words.txt is missing"):
+    with pytest.raises(MissingAssetError, match=r"gender word lists \(an EquiNLG reproduction\) is missing from "
+                                                r".*nlg/fairness_words \(missing nlg/fairness_words/male_words.txt"):
         execute(cfg, tmp_path / "run")
     cfg = compose_config(["task=nlg", "logger=none", f"paths.data={tmp_path}", "task.pairs=[race]"])
-    with pytest.raises(MissingAssetError, match="regard annotations .*train_other.tsv are missing"):
+    with pytest.raises(MissingAssetError, match=r"regard annotations \(Sheng et al. 2019\) is missing from .*; run `make data`"):
         execute(cfg, tmp_path / "run2")
     cfg = compose_config(["task=nlg", "fast=true", "logger=none", "task.regard=sasha/regardv3"])
     with pytest.raises(MissingAssetError, match="regard classifier 'sasha/regardv3' is not in the Hugging Face cache"):

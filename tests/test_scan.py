@@ -23,27 +23,28 @@ RELEASE_COUNTS = {  # lines of the official release files (train, test)
 }
 
 
+@pytest.mark.real_data("scan")
 @pytest.mark.parametrize("split", RELEASE_COUNTS)
-def test_loader_counts_match_the_release(shared_data, split):
-    train, test = data.load_split(shared_data / "scan", split)
+def test_loader_counts_match_the_release(real_data, split):
+    train, test = data.load_split(real_data / "scan", split)
     assert (len(train), len(test)) == RELEASE_COUNTS[split]
     src, tgt = test.tensors()
     assert (src[:, 0] != data.PAD_ID).all() and ((tgt == data.EOS_OUT).sum(1) == 1).all()
     assert max(len(a) for a in train.actions + test.actions) + 1 <= 50  # fits max_len
 
 
-def test_hold_out_is_20_percent_fixed_and_disjoint(shared_data):
-    train, _ = data.load_split(shared_data / "scan", "add_jump")
+def test_hold_out_is_20_percent_fixed_and_disjoint(fixture_data):
+    train, _ = data.load_split(fixture_data / "scan", "add_jump")
     part, val = data.hold_out(train, 0.2, seed=0)
     again, val_again = data.hold_out(train, 0.2, seed=0)
-    assert (len(part), len(val)) == (11736, 2934)
+    assert (len(part), len(val)) == (294, 73)  # 367 lines: every 40th of the release's 14,670
     assert val.commands == val_again.commands and part.commands == again.commands
     assert len(part) + len(val) == len(train)
     assert data.hold_out(train, 0.2, seed=1)[1].commands != val.commands
 
 
-def test_add_jump_keeps_jump_out_of_compositions(shared_data):
-    train, test = data.load_split(shared_data / "scan", "add_jump")
+def test_add_jump_keeps_jump_out_of_compositions(fixture_data):
+    train, test = data.load_split(fixture_data / "scan", "add_jump")
     assert {" ".join(c) for c in train.commands if "jump" in c} == {"jump"}
     assert all("jump" in c for c in test.commands)
 
@@ -70,10 +71,11 @@ def test_swaps_map_the_vocabulary_as_stated_and_are_involutions(split, words, ac
     assert group.act_input(1, group.act_input(1, commands)).tolist() == commands.tolist()
 
 
+@pytest.mark.real_data("scan")
 @pytest.mark.parametrize("split", ["add_jump", "around_right"])
-def test_the_swap_is_a_symmetry_of_scan(shared_data, split):
+def test_the_swap_is_a_symmetry_of_scan(real_data, split):
     """Swapping the words of any SCAN command and the actions of its output gives a SCAN pair."""
-    everything = data.parse(shared_data / "scan" / "tasks.txt")
+    everything = data.parse(real_data / "scan" / "tasks.txt")
     pairs = {(" ".join(c), " ".join(a)) for c, a in zip(everything.commands, everything.actions)}
     group = swap(split)
     src, tgt = everything.tensors()
@@ -85,7 +87,7 @@ def test_the_swap_is_a_symmetry_of_scan(shared_data, split):
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 @pytest.mark.parametrize("method", ["equitune", "equizero", "lambda", "equitune stepwise", "lambda stepwise"])
-def test_equivariant_decoding_swaps_the_decoded_actions(shared_data, cell, method):
+def test_equivariant_decoding_swaps_the_decoded_actions(fixture_data, cell, method):
     """Transforming the command transforms the decoded action sequence (random weights), under
     either decoding of equitune and λ (per_view, the default, or stepwise)."""
     torch.manual_seed(0)
@@ -96,8 +98,8 @@ def test_equivariant_decoding_swaps_the_decoded_actions(shared_data, cell, metho
     lam = LambdaNet(16, hidden=8) if name == "lambda" else None
     method_cfg = compose_config(["task=scan", f"method={name}", *(f"method.decoding={d}" for d in decoding)]).method
     decode = scan.decoder(method_cfg, model, group, task, lam)
-    _, test = data.load_split(shared_data / "scan", "add_jump")
-    src, _ = test.subset(range(0, 7706, 97)).tensors()
+    _, test = data.load_split(fixture_data / "scan", "add_jump")
+    src, _ = test.subset(range(0, len(test), 2)).tensors()
     with torch.no_grad():
         out = decode(src).argmax(-1)
         swapped = decode(group.act_input(1, src)).argmax(-1)
@@ -139,14 +141,14 @@ def paper_average(model, group, command, weights):
 
 
 @pytest.mark.parametrize("method", ["equitune", "lambda"])
-def test_per_view_decoding_is_the_papers_average_of_separately_decoded_views(shared_data, method):
+def test_per_view_decoding_is_the_papers_average_of_separately_decoded_views(fixture_data, method):
     """The default decoding of equitune and λ against a loop over commands and views written out here:
     each view decodes alone, its rows after <eos> are zeros, the rows are mapped back and averaged."""
     model, group, task = small_scan_model()
     lam = LambdaNet(16, hidden=8) if method == "lambda" else None
     decode = scan.decoder(compose_config(["task=scan", f"method={method}"]).method, model, group, task, lam)
-    _, test = data.load_split(shared_data / "scan", "add_jump")
-    src, _ = test.subset(range(0, 7706, 389)).tensors()
+    _, test = data.load_split(fixture_data / "scan", "add_jump")
+    src, _ = test.subset(range(0, len(test), 10)).tensors()
     with torch.no_grad():
         out = decode(src)
         for row, command in enumerate(src):
@@ -203,11 +205,11 @@ def test_method_decoding_switches_equitune_between_per_view_and_stepwise():
     assert data.decode(stepwise[0].argmax(-1)) == ["I_WALK", "I_LOOK"]
 
 
-def test_per_view_training_is_the_nll_of_the_averaged_log_softmax_teacher_forced_or_not(shared_data):
+def test_per_view_training_is_the_nll_of_the_averaged_log_softmax_teacher_forced_or_not(fixture_data):
     """Per view, the training net gives the averaged log-softmax: teacher-forced (each view fed g·y)
     or, on the other side of the coin, the per_view decode itself; stepwise averages distributions."""
-    _, test = data.load_split(shared_data / "scan", "add_jump")
-    src, tgt = test.subset(range(0, 7706, 331)).tensors()
+    _, test = data.load_split(fixture_data / "scan", "add_jump")
+    src, tgt = test.subset(range(0, len(test), 8)).tensors()
     pairs, ids = torch.cat([src, tgt], 1), torch.arange(len(data.ACTIONS))
 
     def net(teacher_forcing, *overrides):
@@ -231,11 +233,11 @@ def test_per_view_training_is_the_nll_of_the_averaged_log_softmax_teacher_forced
         assert torch.allclose(stepwise, averaged, atol=1e-5)
 
 
-def test_per_view_finetuning_moves_the_model(shared_data):
+def test_per_view_finetuning_moves_the_model(fixture_data):
     """Its loss is the NLL of the averaged log-softmax itself (a log taken of it again would be flat)."""
     cfg = compose_config(["task=scan", "method=equitune", "task.hidden=16", "task.finetune.examples=64"])
     model, group = scan.new_model(cfg.task).eval(), scan.swap_group(cfg.task)
-    train, _ = data.load_split(shared_data / "scan", "add_jump")
+    train, _ = data.load_split(fixture_data / "scan", "add_jump")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     scan.train_through(cfg.method, model, group, train.subset(range(200)), cfg.task, cfg.task.finetune, model, 0, "cpu", "ft")
     moved = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
@@ -247,7 +249,7 @@ def test_missing_data_is_one_line_naming_the_path(tmp_path):
         data.load_split(tmp_path, "add_jump")
     message = str(err.value)
     assert "\n" not in message
-    assert message.startswith(f"SCAN file add_prim_split/tasks_train_addprim_jump.txt not found under {tmp_path}")
+    assert message.startswith(f"SCAN file {tmp_path}/add_prim_split/tasks_train_addprim_jump.txt is missing; run `make data`")
 
 
 def test_unknown_words_and_splits_are_named():
@@ -257,8 +259,8 @@ def test_unknown_words_and_splits_are_named():
         data.load_split(".", "add_walk")
 
 
-def test_fast_runs_share_the_cached_pretrained_model(tmp_path, shared_data, monkeypatch):
-    monkeypatch.setenv("EQUI_DATA", str(shared_data))
+def test_fast_runs_share_the_cached_pretrained_model(tmp_path, fixture_data, monkeypatch):
+    monkeypatch.setenv("EQUI_DATA", str(fixture_data))
     runs = ["vanilla", "equitune", "equizero", "lambda", "equitune stepwise"]
     records = [execute(compose_config(["task=scan", f"method={m.split()[0]}", "fast=true", "logger=none",
                                        *(f"method.decoding={d}" for d in m.split()[1:])]), tmp_path / m.replace(" ", "-"))
@@ -267,7 +269,7 @@ def test_fast_runs_share_the_cached_pretrained_model(tmp_path, shared_data, monk
     assert all(0.0 <= r["metrics"]["test_accuracy"] <= 100.0 for r in records)
 
 
-def test_teacher_forced_pairs_are_acted_on_consistently(shared_data):
+def test_teacher_forced_pairs_are_acted_on_consistently(fixture_data):
     from equi import EquivariantWrapper, ProxyArgmin, Uniform, check_equivariance, group_pairs
     from equi.sequence import CommandSummary, TeacherForced, pair_group
     from equi.weighting import Featurized
@@ -275,8 +277,8 @@ def test_teacher_forced_pairs_are_acted_on_consistently(shared_data):
     torch.manual_seed(0)
     task = compose_config(["task=scan", "task.hidden=16"]).task
     group = scan.swap_group(task)
-    _, test = data.load_split(shared_data / "scan", "add_jump")
-    src, tgt = test.subset(range(0, 7706, 331)).tensors()
+    _, test = data.load_split(fixture_data / "scan", "add_jump")
+    src, tgt = test.subset(range(0, len(test), 8)).tensors()
     pairs, pg = torch.cat([src, tgt], 1), pair_group(group, src.shape[1])
     for a in pg.elements:
         for b in pg.elements:
@@ -290,8 +292,8 @@ def test_teacher_forced_pairs_are_acted_on_consistently(shared_data):
         check_equivariance(wrapped, pairs, group_pairs(pg, invariant=False), atol=1e-5)
 
 
-def test_finetuning_runs_through_each_method_and_keeps_the_cache(tmp_path, shared_data, monkeypatch):
-    monkeypatch.setenv("EQUI_DATA", str(shared_data))
+def test_finetuning_runs_through_each_method_and_keeps_the_cache(tmp_path, fixture_data, monkeypatch):
+    monkeypatch.setenv("EQUI_DATA", str(fixture_data))
     base = ["task=scan", "fast=true", "logger=none"]
     execute(compose_config(base + ["method=vanilla"]), tmp_path / "zero-shot")
     cache = next((tmp_path / "outputs" / "cache" / "scan").glob("*.pt"))
@@ -304,12 +306,12 @@ def test_finetuning_runs_through_each_method_and_keeps_the_cache(tmp_path, share
     assert cache.read_bytes() == before
 
 
-def test_lambda_stage_trains_lambda_and_leaves_the_model_alone(shared_data):
+def test_lambda_stage_trains_lambda_and_leaves_the_model_alone(fixture_data):
     torch.manual_seed(0)
     cfg = compose_config(["task=scan", "method=lambda", "task.hidden=16", "task.lambda_stage.examples=64"])
     task = cfg.task
     model, group = scan.new_model(task).eval(), scan.swap_group(task)
-    train, _ = data.load_split(shared_data / "scan", "add_jump")
+    train, _ = data.load_split(fixture_data / "scan", "add_jump")
     lam = LambdaNet(16, hidden=8)
     model_before = {k: v.clone() for k, v in model.state_dict().items()}
     lam_before = [p.clone() for p in lam.parameters()]
@@ -335,7 +337,7 @@ def test_orbit_index_ties_exactly_the_entries_the_group_maps_onto_each_other():
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
-def test_g_seq2seq_is_equivariant_by_construction(shared_data, cell):
+def test_g_seq2seq_is_equivariant_by_construction(fixture_data, cell):
     """Gordon et al.'s G-models: swapped command → swapped actions, with no operator around them,
     before and after a training step (the tying survives optimisation)."""
     torch.manual_seed(0)
@@ -343,8 +345,8 @@ def test_g_seq2seq_is_equivariant_by_construction(shared_data, cell):
     model, group = scan.new_model(task), scan.swap_group(task)
     plain = sum(p.numel() for p in scan.new_model(compose_config(["task=scan", f"task.cell={cell}", "task.hidden=32"]).task).parameters())
     assert sum(p.numel() for p in model.parameters()) < plain / 1.8  # |G| = 2 times fewer free weights
-    _, test = data.load_split(shared_data / "scan", "add_jump")
-    src, tgt = test.subset(range(0, 7706, 97)).tensors()
+    _, test = data.load_split(fixture_data / "scan", "add_jump")
+    src, tgt = test.subset(range(0, len(test), 2)).tensors()
     decode = scan.GreedyDecoder(model, data.EOS_OUT)
     for _ in range(2):
         model.eval()
@@ -360,8 +362,8 @@ def test_g_seq2seq_is_equivariant_by_construction(shared_data, cell):
         opt.step()
 
 
-def test_g_model_runs_and_caches_under_its_own_name(tmp_path, shared_data, monkeypatch):
-    monkeypatch.setenv("EQUI_DATA", str(shared_data))
+def test_g_model_runs_and_caches_under_its_own_name(tmp_path, fixture_data, monkeypatch):
+    monkeypatch.setenv("EQUI_DATA", str(fixture_data))
     base = ["task=scan", "fast=true", "logger=none", "method=vanilla"]
     execute(compose_config(base), tmp_path / "plain")
     record = execute(compose_config(base + ["task.architecture=gseq2seq"]), tmp_path / "g")

@@ -46,8 +46,8 @@ def test_lr_paper_is_the_rate_of_the_papers_script_for_the_method_and_split(expe
         (rate, 1, 1e-4, 10000, "sum_to_predicted_eos")
 
 
-def test_lr_paper_without_a_papers_rate_is_one_line_before_any_work(tmp_path, shared_data, monkeypatch):
-    monkeypatch.setenv("EQUI_DATA", str(shared_data))
+def test_lr_paper_without_a_papers_rate_is_one_line_before_any_work(tmp_path, fixture_data, monkeypatch):
+    monkeypatch.setenv("EQUI_DATA", str(fixture_data))
     monkeypatch.setattr(scan, "pretrained", lambda *a: pytest.fail("pretrained before the settings were checked"))
     cfg = compose_config(["task=scan", "method=lambda", "task.finetune.examples=10", "task.finetune.lr=paper",
                           "logger=none"])
@@ -62,10 +62,10 @@ class Pretrained(Exception):
     """Raised in place of pretraining: the run got as far as pretraining with these settings."""
 
 
-def test_the_papers_pretraining_holds_out_validation_by_the_runs_seed(tmp_path, shared_data, monkeypatch):
+def test_the_papers_pretraining_holds_out_validation_by_the_runs_seed(tmp_path, fixture_data, monkeypatch):
     """As train_seq2seq_scan.py's random.shuffle after set_seed(seed): the recipe's split_seed=${seed}
     reaches the runner resolved, and the checkpoint is the seed's own."""
-    monkeypatch.setenv("EQUI_DATA", str(shared_data))
+    monkeypatch.setenv("EQUI_DATA", str(fixture_data))
     monkeypatch.setenv("EQUI_OUTPUTS", str(tmp_path))
     recipe = next(o.strip("'") for o in PAPER_PRETRAINING if "split_seed" in o)
     held_out = {}
@@ -79,7 +79,7 @@ def test_the_papers_pretraining_holds_out_validation_by_the_runs_seed(tmp_path, 
         with pytest.raises(Pretrained):
             execute(compose_config(["task=scan", "method=vanilla", f"seed={seed}", recipe, "logger=none"]),
                     tmp_path / str(seed))
-    train_file = data.load_split(shared_data / "scan", "add_jump", False)[0]
+    train_file = data.load_split(fixture_data / "scan", "add_jump")[0]
     assert [held_out[seed][0] for seed in (0, 1)] == [data.hold_out(train_file, 0.2, seed)[1].commands
                                                      for seed in (0, 1)]
     assert held_out[0][0] != held_out[1][0]
@@ -99,7 +99,7 @@ def test_bad_recipe_settings_are_one_line(override, message):
 
 
 def test_our_recipe_keeps_the_run_keys_it_had():
-    assert run_key(compose_config(["experiment=scan_lstm_equitune_finetune"])) == "b60920476a"  # before weight_decay
+    assert run_key(compose_config(["experiment=scan_lstm_equitune_finetune"])) == "8380278c7e"  # before weight_decay (since task.download left the task)
     assert run_key(compose_config(["task=scan"])) == run_key(compose_config(["task=scan", "task.finetune.weight_decay=0"]))
     assert run_key(compose_config(["task=scan"])) != run_key(compose_config(["task=scan", "task.finetune.loss=sum_to_predicted_eos"]))
     changed = compose_config(["task=scan", "task.paper_finetune_lr.equitune.add_jump=1e-3"])
@@ -112,14 +112,14 @@ def test_our_recipe_keeps_the_run_keys_it_had():
 def test_clipping_the_whole_model_and_the_token_mean_keep_the_run_keys_and_checkpoints_they_had(tmp_path):
     ours, paper_model = ["experiment=scan_lstm_equitune_finetune"], ["task=scan", "task.architecture=seq2seq_paper",
                                                                       "task.pretrain.keep=best_val"]
-    assert run_key(compose_config(ours)) == "b60920476a"
+    assert run_key(compose_config(ours)) == "8380278c7e"
     assert scan.checkpoint_file(compose_config(ours).task, 0, tmp_path).name == "lstm-add_jump-seed0-e22045f137.pt"
     assert scan.checkpoint_file(compose_config(paper_model).task, 0, tmp_path).name == \
         "paper-lstm-add_jump-seed0-6fcc87a557.pt"
     for changed in ("task.pretrain.clip_scope=encoder_decoder", "task.pretrain.loss=sum_to_predicted_eos",
                     "task.finetune.clip_scope=encoder_decoder"):
         cfg = compose_config([*ours, changed])
-        assert run_key(cfg) != "b60920476a"
+        assert run_key(cfg) != "8380278c7e"
         renamed = scan.checkpoint_file(cfg.task, 0, tmp_path).name != "lstm-add_jump-seed0-e22045f137.pt"
         assert renamed == changed.startswith("task.pretrain")
 
@@ -148,12 +148,12 @@ def test_clip_scope_clips_the_whole_gradient_or_each_part_to_the_norm(scope, nor
 
 
 @pytest.mark.parametrize("loss,summed", [("token_mean", False), ("sum_to_predicted_eos", True)])
-def test_the_pretraining_loss_is_the_token_mean_or_the_papers_sum(loss, summed, shared_data, monkeypatch):
+def test_the_pretraining_loss_is_the_token_mean_or_the_papers_sum(loss, summed, fixture_data, monkeypatch):
     calls = []
     monkeypatch.setattr(scan, "loss_to_predicted_eos", lambda log_p, target: calls.append(log_p) or log_p.sum() * 0)
     cfg = compose_config(["task=scan", "task.architecture=seq2seq_paper", f"task.pretrain.loss={loss}",
                           "task.pretrain.examples=4", "task.pretrain.batch_size=2"])
-    train, _ = data.load_split(shared_data / "scan", "add_jump", False)
+    train, _ = data.load_split(fixture_data / "scan", "add_jump")
     model = scan.new_model(cfg.task)
     scan.pretrain(model, train.subset(range(8)), train.subset(range(2)), cfg.task, 0, torch.device("cpu"), "t")
     assert len(calls) == (2 if summed else 0)
@@ -171,8 +171,8 @@ def test_weight_decay_reaches_adam():
         assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters())) == moves
 
 
-def test_a_paper_recipe_run_records_its_rate(tmp_path, shared_data, monkeypatch):
-    monkeypatch.setenv("EQUI_DATA", str(shared_data))
+def test_a_paper_recipe_run_records_its_rate(tmp_path, fixture_data, monkeypatch):
+    monkeypatch.setenv("EQUI_DATA", str(fixture_data))
     record = execute(compose_config(["experiment=scan_lstm_equizero_finetune", "task.split=around_right", "fast=true",
                                      "logger=none", "task.fast.pretrain.examples=64", "task.finetune.examples=6",
                                      *PAPER_RECIPE]), tmp_path)

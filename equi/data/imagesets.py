@@ -15,18 +15,25 @@ from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2 import functional as TF
 
 from ..errors import ConfigError, MissingAssetError
-from . import cifar
+from . import catalog, cifar
 
 DATASETS = ("cifar10", "cifar100", "imagenetv2")
 TRANSFORMS = ("none", "rot90", "flip", "rot180")  # test-time transforms: names of equi.groups.image groups
-DEFAULT_FOLDERS = {"cifar10": "cifar10-jpg", "cifar100": "cifar100", "imagenetv2": "imagenetv2-matched-frequency-format-val"}
 CIFAR100_FOLDER = "cifar-100-python"  # what torchvision.datasets.CIFAR100 unpacks into its root
 
 
 def root_for(dataset: str, data_root: str | None, data_dir: Path) -> Path:
+    """The folder a run reads `dataset` from: task.data_root, else its folder in the data folder."""
     if dataset not in DATASETS:
         raise ConfigError(f"unknown task.dataset {dataset!r}; choose one of: {', '.join(DATASETS)}")
-    return Path(data_root or Path(data_dir) / DEFAULT_FOLDERS[dataset]).expanduser()
+    return Path(data_root or Path(data_dir) / catalog.DATASETS[dataset].folder).expanduser()
+
+
+def ensure_root(dataset: str, data_root: str | None, data_dir: Path, download: bool) -> Path:
+    """root_for, with the dataset fetched into the data folder first when it is missing there
+    (a task.data_root is the user's folder: checked by the loaders, never filled)."""
+    root = root_for(dataset, data_root, data_dir)
+    return root if data_root else catalog.ensure(dataset, Path(data_dir), download)
 
 
 def missing(dataset: str, root: Path) -> str | None:
@@ -41,11 +48,11 @@ def missing(dataset: str, root: Path) -> str | None:
         if (root / CIFAR100_FOLDER).is_dir():
             return None
         return (f"CIFAR-100 not found in {root}: expected torchvision's {CIFAR100_FOLDER}/ "
-                "(task.download=true fetches it where a network exists); set task.data_root")
+                "(`python run.py data cifar100` fetches it); set task.data_root")
     if (root / "0").is_dir() and (root / "999").is_dir():
         return None
     return (f"ImageNet-V2 not found in {root}: expected matched-frequency folders 0/ … 999/ of .jpeg files "
-            "(imagenetv2-matched-frequency.tar.gz from the ImageNet-V2 release, unpacked); set task.data_root")
+            "(`python run.py data imagenetv2` fetches the release); set task.data_root")
 
 
 class ImageNetV2(Dataset):
@@ -67,16 +74,10 @@ class ImageNetV2(Dataset):
         return TF.center_crop(image, [self.size, self.size]), label
 
 
-def load(dataset: str, root: Path, split: str, per_class: int | None, size: int, download: bool,
-         cache_dir: Path) -> Dataset:
+def load(dataset: str, root: Path, split: str, per_class: int | None, size: int, cache_dir: Path | None) -> Dataset:
     """A split as (uint8 image (3, H, W), label) pairs; CIFAR stays at 32×32 (the model resizes)."""
     if dataset == "imagenetv2" and split == "train":
         raise ConfigError("ImageNet-V2 has no training split; finetune on task.dataset=cifar100 (as the paper does)")
-    if dataset == "cifar100" and download:
-        try:
-            datasets.CIFAR100(root, train=split == "train", download=True)
-        except OSError as err:  # URLError and friends: no network
-            raise MissingAssetError(f"CIFAR-100 could not be downloaded into {root} ({err})") from None
     problem = missing(dataset, root)
     if problem:
         raise MissingAssetError(problem)

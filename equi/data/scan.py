@@ -6,8 +6,6 @@ agrees on token ids and a primitive seen only alone in training (jump) keeps its
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +13,6 @@ import torch
 
 from ..errors import ConfigError, MissingAssetError
 
-RELEASE_URL = "https://raw.githubusercontent.com/brendenlake/SCAN/master"
 SPLITS = {  # name -> (train file, test file), relative to the release root
     "simple": ("simple_split/tasks_train_simple.txt", "simple_split/tasks_test_simple.txt"),
     "add_jump": ("add_prim_split/tasks_train_addprim_jump.txt", "add_prim_split/tasks_test_addprim_jump.txt"),
@@ -81,34 +78,21 @@ def parse(path: Path) -> Pairs:
     return Pairs(commands, actions)
 
 
-def fetch(root: Path, relative: str, download: bool) -> Path:
-    """The release file under root; downloaded into root when missing and allowed."""
-    path = root / relative
-    if path.exists():
-        return path
-    if download:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".part")
-            urllib.request.urlretrieve(f"{RELEASE_URL}/{relative}", tmp)
-            tmp.replace(path)
-            return path
-        except (urllib.error.URLError, OSError) as err:
-            reason = f"download failed ({getattr(err, 'reason', err)})"
-    else:
-        reason = "downloads are off (task.download=false)"
-    raise MissingAssetError(
-        f"SCAN file {relative} not found under {root} and {reason}; put the SCAN release there or set paths.data"
-    )
-
-
-def load_split(root: str | Path, split: str, download: bool = False) -> tuple[Pairs, Pairs]:
-    """(train, test) pairs of a SCAN split."""
+def split_files(split: str) -> tuple[str, str]:
+    """(train file, test file) of a split, relative to the release root."""
     if split not in SPLITS:
         raise ConfigError(f"unknown SCAN split {split!r}; choose one of: {', '.join(SPLITS)}")
-    train_file, test_file = SPLITS[split]
-    root = Path(root)
-    return parse(fetch(root, train_file, download)), parse(fetch(root, test_file, download))
+    return SPLITS[split]
+
+
+def load_split(root: str | Path, split: str) -> tuple[Pairs, Pairs]:
+    """(train, test) pairs of a SCAN split from a release folder (`catalog.ensure("scan", …)` fetches one)."""
+    paths = [Path(root) / f for f in split_files(split)]
+    for path in paths:
+        if not path.is_file():
+            raise MissingAssetError(f"SCAN file {path} is missing; run `make data` (or `python run.py data scan`), "
+                                    "or set paths.data")
+    return parse(paths[0]), parse(paths[1])
 
 
 def hold_out(train: Pairs, fraction: float, seed: int) -> tuple[Pairs, Pairs]:

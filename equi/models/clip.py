@@ -21,6 +21,7 @@ from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
 from torch import nn
 
 from ..cache import save_atomically
+from ..data.download import hub_reachable, online
 from ..data.prompts import template_texts
 from ..errors import ConfigError, MissingAssetError, one_line
 
@@ -58,6 +59,14 @@ def cached_weights(name: str, tag: str, cache_dir: str | None = None) -> str | N
     return None
 
 
+def weights_reachable(name: str, tag: str) -> bool:
+    """Whether open_clip could download (name, tag) now: the host answers and HF_HUB_OFFLINE is unset."""
+    cfg = pretrained_cfg(name, tag)
+    if cfg.get("hf_hub"):
+        return hub_reachable()
+    return bool(cfg.get("url")) and online(cfg["url"])
+
+
 def where_weights_go(name: str, tag: str) -> str:
     """Where to put a downloaded copy of (name, tag) so that cached_weights finds it."""
     cfg = pretrained_cfg(name, tag)
@@ -81,7 +90,7 @@ def load_pretrained(name: str, tag: str, checkpoint: str | None, download: bool)
     if not download:
         raise MissingAssetError(
             f"CLIP weights {name}/{tag} are not cached: put them at {where_weights_go(name, tag)}, "
-            f"or set task.checkpoint=/path/to/file, or task.download=true where a network exists"
+            f"or set task.checkpoint=/path/to/file; with a network and download=true open_clip fetches them"
         )
     logging.disable(logging.ERROR)  # open_clip also logs a failed download; our one line says it
     try:

@@ -11,6 +11,7 @@ The paper's protocol keeps only the convolutional trunk (`conv_trunk`) and train
 from __future__ import annotations
 
 import urllib.error
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -108,13 +109,15 @@ def cifar_model(arch: str, num_classes: int = 10) -> Classifier:
 IMAGENET_WEIGHTS = {"resnet18": models.ResNet18_Weights.IMAGENET1K_V1, "alexnet": models.AlexNet_Weights.IMAGENET1K_V1}
 
 
-def imagenet_state_dict(arch: str) -> dict:
-    """torchvision's ImageNet weights: from the torch hub cache, else downloaded into it."""
+def imagenet_state_dict(arch: str, download: bool = True) -> dict:
+    """torchvision's ImageNet weights: from the torch hub cache, else (download) downloaded into it."""
     weights = IMAGENET_WEIGHTS[arch]
+    cache = Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
+    if not download and not cache.is_file():
+        raise MissingAssetError(f"ImageNet weights for {arch} are not in {cache} and download=false")
     try:
         return weights.get_state_dict(progress=True)
     except (urllib.error.URLError, OSError) as err:
-        cache = f"{torch.hub.get_dir()}/checkpoints/{weights.url.rsplit('/', 1)[-1]}"
         raise MissingAssetError(
             f"ImageNet weights for {arch} are not in {cache} and could not be downloaded "
             f"({getattr(err, 'reason', err)}); copy {weights.url} there, or use task.weights=scratch"

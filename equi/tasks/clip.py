@@ -28,7 +28,7 @@ from ..experiment import RunContext
 from ..groups import FiniteGroup, image
 from ..models import clip_standin
 from ..models.clip import (ImageEncoder, Preprocess, ZeroShotHead, cached_weights, load_pretrained, preprocess_cfg,
-                           random_clip, standin_clip, weights_file_id, zero_shot_weights)
+                           random_clip, standin_clip, weights_file_id, weights_reachable, zero_shot_weights)
 from ..operator import EquivariantWrapper, outputs_collecting_weights
 from ..weighting import Featurized
 
@@ -98,12 +98,13 @@ def standin(task: DictConfig, ctx: RunContext) -> tuple[nn.Module, str, str]:
         model.load_state_dict(stored["state_dict"])
         return (model.eval(), f"standin (cache; upright CIFAR-10 zero-shot {stored['upright_accuracy']:.1f}%)",
                 weights_file_id(path))
-    root = imagesets.root_for("cifar10", task.data_root if task.dataset == "cifar10" else None, ctx.data_dir)
+    root = imagesets.ensure_root("cifar10", task.data_root if task.dataset == "cifar10" else None, ctx.data_dir,
+                                 ctx.download)
     images, labels = cifar.load(root, "train", settings.per_class, ctx.cache_dir)
     start = time.perf_counter()
     model = clip_standin.train(settings, images, labels, ctx.device)
     minutes = (time.perf_counter() - start) / 60
-    test = imagesets.load("cifar10", root, "test", settings.eval_per_class, 32, False, ctx.cache_dir)
+    test = imagesets.load("cifar10", root, "test", settings.eval_per_class, 32, ctx.cache_dir)
     head = ZeroShotHead(zero_shot_weights(model, CIFAR10_CLASSES, CIFAR_TEMPLATES, None, ctx.cache_dir, ctx.device),
                         1.0, probabilities=False)
     upright, _ = accuracy(nn.Sequential(ImageEncoder(model.visual), head), DataLoader(test, batch_size=500),
@@ -117,22 +118,25 @@ def standin(task: DictConfig, ctx: RunContext) -> tuple[nn.Module, str, str]:
 
 def load_clip(task: DictConfig, ctx: RunContext) -> tuple[nn.Module, str, str | None]:
     """(CLIP, which weights, an id for caching its zero-shot heads; None for random weights). auto:
-    the real weights when they are cached, given or may be downloaded, or the dataset is not CIFAR-10
-    (then a missing file is the error); else the stand-in."""
+    the real weights when they are cached or given, when open_clip can download them (download=true
+    and their host answers), or when the dataset is not CIFAR-10 (then a missing file is the error);
+    else the stand-in."""
     if task.weights == "random":
         return random_clip(task.model).to(ctx.device).eval(), f"{task.model} random", None
-    real = task.weights == "pretrained" or task.weights == "auto" and (
-        task.dataset != "cifar10" or task.checkpoint or task.download or cached_weights(task.model, task.pretrained))
+    given = task.checkpoint or cached_weights(task.model, task.pretrained)
+    download = ctx.download and not given and weights_reachable(task.model, task.pretrained)
+    real = task.weights == "pretrained" or task.weights == "auto" and (task.dataset != "cifar10" or given or download)
     if real:
-        model, path = load_pretrained(task.model, task.pretrained, task.checkpoint, task.download)
+        model, path = load_pretrained(task.model, task.pretrained, task.checkpoint, download)
         weights_id = f"{task.model}|{task.pretrained}|{weights_file_id(path) if Path(path).is_file() else path}"
         return model.to(ctx.device).eval(), f"{task.model}/{task.pretrained} ({path})", weights_id
     if task.dataset != "cifar10":
         raise ConfigError(f"the offline stand-in knows only CIFAR-10's classes; task.dataset={task.dataset} needs real "
                           "CLIP weights (task.weights=pretrained)")
     if task.weights == "auto":
-        print(f"note: no cached CLIP weights for {task.model}/{task.pretrained}; using the offline stand-in "
-              "(task.weights=pretrained asks for the real ones)")
+        print(f"note: CLIP weights {task.model}/{task.pretrained} are not cached and cannot be downloaded here "
+              f"({'download=false' if not ctx.download else 'their host does not answer'}); using the offline "
+              "stand-in (task.weights=pretrained asks for the real ones)")
     return standin(task, ctx)
 
 
@@ -182,9 +186,9 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
     task, method = cfg.task, cfg.method
     transform = image.BY_NAME[task.transform]()
     group = image.BY_NAME[task.group or task.transform]()
-    root = imagesets.root_for(task.dataset, task.data_root, ctx.data_dir)
+    root = imagesets.ensure_root(task.dataset, task.data_root, ctx.data_dir, ctx.download)
     problem = imagesets.missing(task.dataset, root)
-    if problem and not (task.download and task.dataset == "cifar100"):
+    if problem:
         raise MissingAssetError(problem)  # before any weights are loaded or trained
     if task.dataset == "imagenetv2" and (task.finetune.steps > 0 or method.name == "lambda"):
         raise ConfigError("ImageNet-V2 has no training split for λ's stage or finetuning; use task.dataset=cifar100 "
@@ -206,7 +210,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
                        encoder=encoder, feature_dim=class_embeddings.shape[0], default_proxy=task.default_proxy)
     net = net.to(ctx.device)
 
-    test = imagesets.load(task.dataset, root, "test", task.eval_per_class, size, task.download, ctx.cache_dir)
+    test = imagesets.load(task.dataset, root, "test", task.eval_per_class, size, ctx.cache_dir)
     loader = DataLoader(test, batch_size=task.eval_batch, num_workers=2 if task.dataset == "imagenetv2" else 0)
     test_elements = draw_elements(len(test), transform.order, task.transform_per, task.eval_batch,
                                   torch.Generator().manual_seed(task.transform_seed))  # the same for every method and seed
@@ -214,7 +218,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
     name = "standin" if source.startswith("standin") else task.model
     desc = f"{name} {method.name} seed {cfg.seed}"
     if task.finetune.steps > 0 or method.name == "lambda":
-        train = imagesets.load(task.dataset, root, "train", task.train_per_class, size, task.download, ctx.cache_dir)
+        train = imagesets.load(task.dataset, root, "train", task.train_per_class, size, ctx.cache_dir)
     if method.name == "lambda":  # paper D.4: train λ with CLIP frozen, then freeze λ
         stage = task.lambda_stage
         train_steps(net, list(net.weighting.parameters()), cycle_shuffled(train, stage.batch_size, generator),

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from .. import distributed, hardware, methods
 from ..cache import cached, checkpoint_path, save_atomically
-from ..data import cifar
+from ..data import cifar, imagesets
 from ..errors import MissingAssetError, blame_user
 from ..experiment import RunContext
 from ..groups import image
@@ -90,8 +90,8 @@ def evaluate(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: 
 
 
 def load(task: DictConfig, ctx: RunContext, split: str, per_class: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """A CIFAR-10 split from task.data_root (default: <paths.data>/cifar10-jpg)."""
-    root = task.data_root or ctx.data_dir / "cifar10-jpg"
+    """A CIFAR-10 split from task.data_root (default: <paths.data>/cifar10, fetched when missing)."""
+    root = imagesets.ensure_root("cifar10", task.data_root, ctx.data_dir, ctx.download)
     with blame_user(f"CIFAR-10 in {root}"):
         return cifar.load(root, split, per_class, ctx.cache_dir)
 
@@ -121,7 +121,7 @@ def pretrained(task: DictConfig, ctx: RunContext) -> tuple[Classifier, str]:
         return cifar_model(task.model).to(ctx.device).eval(), "random"
     if task.weights in ("auto", "imagenet"):
         try:
-            state = imagenet_state_dict(task.model)
+            state = imagenet_state_dict(task.model, ctx.download)
         except MissingAssetError as err:
             if task.weights == "imagenet":
                 raise

@@ -30,7 +30,8 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from .. import distributed, hardware
-from ..data import fairness
+from ..data import catalog, fairness
+from ..data.download import hub_reachable
 from ..errors import ConfigError, blame_user
 from ..experiment import RunContext
 from ..groups import VocabularyGroup, token_swaps
@@ -61,7 +62,7 @@ def pair_group(task: DictConfig, name: str, tokenizer, vocab: int, data_dir, rel
     words = [tuple(spec.words)]
     notes: list[str] = []
     if spec.word_lists:
-        listed, notes = fairness.gender_pairs(data_dir / "nlg" / "fairness_words")
+        listed, notes = fairness.gender_pairs(data_dir / catalog.DATASETS["gender_words"].folder)
         words += [p for p in listed if p not in words]
     general = set(task.general_words)
     if relaxed:
@@ -112,9 +113,9 @@ def regard_scorer(task: DictConfig, model, tokenizer, ctx: RunContext):
     if task.regard == "vader":
         return regards.Vader()
     if task.regard == "standin":
-        return regards.standin(model, tokenizer, task.lm, ctx.data_dir / "nlg" / "regard", ctx.cache_dir,
+        return regards.standin(model, tokenizer, task.lm, ctx.data_dir / catalog.DATASETS["regard"].folder, ctx.cache_dir,
                                 OmegaConf.to_container(task.regard_standin))
-    return regards.HubRegard(task.regard, task.download, ctx.device)
+    return regards.HubRegard(task.regard, ctx.download and hub_reachable(), ctx.device)
 
 
 def bootstrap_mean(scores: np.ndarray, n: int, rng: np.random.Generator) -> list[float]:
@@ -144,13 +145,15 @@ def rows_subject(rows: list[dict], s: int) -> str:
 
 
 def preflight(task: DictConfig, ctx: RunContext) -> None:
-    """Data and regard weights checked before the LM loads: a missing one is one line, no work lost."""
+    """Data (fetched when missing) and regard weights checked before the LM loads: a missing one is one
+    line, no work lost."""
     if any(task.demographics[p].word_lists for p in task.pairs):
-        fairness.read_word_lists(ctx.data_dir / "nlg" / "fairness_words")
+        fairness.read_word_lists(catalog.ensure("gender_words", ctx.data_dir, ctx.download))
     if task.regard == "standin":
+        folder = catalog.ensure("regard", ctx.data_dir, ctx.download)
         for split in regards.SPLITS:
-            regards.read_annotations(ctx.data_dir / "nlg" / "regard", split)
-    elif task.regard != "vader" and not task.download and not lms.hub_cached(task.regard):
+            regards.read_annotations(folder, split)
+    elif task.regard != "vader" and not lms.hub_cached(task.regard) and not (ctx.download and hub_reachable()):
         raise regards.missing_hub_regard(task.regard)
 
 
@@ -158,7 +161,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
     task, method = cfg.task, cfg.method
     start = time.time()
     preflight(task, ctx)
-    model, tokenizer = lms.load(task.lm, ctx.cache_dir, task.download, cfg.seed)
+    model, tokenizer = lms.load(task.lm, ctx.cache_dir, ctx.download and hub_reachable(), cfg.seed)
     model = model.to(ctx.device)
     scorer = regard_scorer(task, model, tokenizer, ctx)
     vader = regards.Vader()

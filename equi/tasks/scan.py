@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from .. import distributed, hardware, methods
 from ..cache import cached, checkpoint_path, save_atomically
-from ..data import scan as data
+from ..data import catalog, scan as data
 from ..errors import ConfigError, blame_user
 from ..experiment import RunContext
 from ..groups import VocabularyGroup, vocabulary_cycles
@@ -285,8 +285,9 @@ def accuracy(decode: nn.Module, pairs: data.Pairs, batch: int, device, desc: str
 def run(cfg: DictConfig, ctx: RunContext) -> dict:
     task = cfg.task
     group = swap_group(task)
-    with blame_user(f"SCAN data in {ctx.data_dir / 'scan'}"):
-        train_file, test = data.load_split(ctx.data_dir / "scan", task.split, task.download)
+    release = catalog.ensure("scan", ctx.data_dir, ctx.download, tuple(f"scan/{f}" for f in data.split_files(task.split)))
+    with blame_user(f"SCAN data in {release}"):
+        train_file, test = data.load_split(release, task.split)
     train, val = data.hold_out(train_file, task.pretrain.val_fraction, task.pretrain.split_seed)
     method = cfg.method
     finetuning = finetune_settings(task, method)
