@@ -20,7 +20,7 @@ class MissingAssetError(UserError):
     """Data or pretrained weights that are not on this machine; the asset report says how to get them."""
 
     def __init__(self, message: str):
-        super().__init__(f"{message}; {ASSETS_HINT}")
+        super().__init__(message if message.endswith(ASSETS_HINT) else f"{message}; {ASSETS_HINT}")
 
 
 @contextmanager

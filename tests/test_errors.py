@@ -208,6 +208,7 @@ def test_value_errors_about_user_input_become_one_line_user_errors(tmp_path, mon
     with pytest.raises(UserError, match=r"^SCAN data in .*:2: expected 'IN: … OUT: …'"):
         execute(compose_config(["task=scan", *TINY_SCAN]), tmp_path / "run")
     assert str(MissingAssetError("x")) == "x; see `python run.py assets`"
+    assert str(MissingAssetError(str(MissingAssetError("x")))) == "x; see `python run.py assets`"  # said once
 
 
 def test_asset_report_names_what_is_missing_and_how_to_get_it(tmp_path, capsys, monkeypatch):

@@ -66,7 +66,7 @@ def read_word_lists(folder: Path) -> list[tuple[str, str]]:
     male, female = folder / "male_words.txt", folder / "female_words.txt"
     for path in (male, female):
         if not path.is_file():
-            raise MissingAssetError(f"gender word list {path} is missing (the nlg data folder of ../shared/data)")
+            raise MissingAssetError(f"gender word list {path} is missing; `python run.py data gender_words` fetches it")
     left = [w.strip() for w in male.read_text().splitlines() if w.strip()]
     right = [w.strip() for w in female.read_text().splitlines() if w.strip()]
     if len(left) != len(right):
