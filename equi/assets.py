@@ -24,7 +24,7 @@ from .data import catalog, imagesets
 from .data.download import human, online
 from .errors import MissingAssetError, one_line
 from .models.clip import MODELS, cached_weights, weights_reachable, where_weights_go
-from .models import lm, regard
+from .models import lm
 from .models.cnn import IMAGENET_WEIGHTS
 
 
