@@ -51,7 +51,7 @@ def dataset(cfg: DictConfig, name: str, root: Path | None = None) -> Asset:
     spec = catalog.DATASETS[name]
     data_dir = Path(cfg.paths.data).expanduser().resolve()
     where = Path(root).expanduser().resolve() if root else data_dir / spec.folder
-    present = spec.check(where) is None if spec.archive else spec.problem(data_dir) is None
+    present = imagesets.missing(name, where) is None if spec.archive else spec.problem(data_dir) is None
     fetchable = not present and not root and cfg.download and catalog.fetchable(name, data_dir)
     return Asset(f"{name}: {spec.what}", where, present, f"python run.py data {name}  # or make data", spec.note,
                  human(spec.size), spec.licence, fetchable)

@@ -15,9 +15,8 @@ import fcntl
 import hashlib
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from torchvision import datasets
 from torchvision.datasets.utils import extract_archive
@@ -30,14 +29,14 @@ REGARD_COMMIT = "7f8d08ea4f33bf3368c5cb0d0ac5f9c515625546"  # ewsheng/nlg-bias
 WORDS_COMMIT = "f5459ceda80ff710528a58d3205c617692b2c0e3"  # iasonsky/EfficientEquivariantTransferLearning
 
 
-def _github(repo: str, commit: str, path: str, into: str, size: int, sha256: str) -> RemoteFile:
-    """`path` of a repository at a pinned commit, kept as <into>/<its file name>."""
-    return RemoteFile(f"{into}/{Path(path).name}", f"https://raw.githubusercontent.com/{repo}/{commit}/{path}", size, sha256)
+def _github(repo: str, commit: str, path: str, dest: str, size: int, sha256: str) -> RemoteFile:
+    """`path` of a repository at a pinned commit, kept as `dest` under the data folder."""
+    return RemoteFile(dest, f"https://raw.githubusercontent.com/{repo}/{commit}/{path}", size, sha256)
 
 
 def _scan(path: str, size: int, sha256: str) -> RemoteFile:
     """A SCAN release file, kept in the release's own layout under scan/."""
-    return RemoteFile(f"scan/{path}", f"https://raw.githubusercontent.com/brendenlake/SCAN/{SCAN_COMMIT}/{path}", size, sha256)
+    return _github("brendenlake/SCAN", SCAN_COMMIT, path, f"scan/{path}", size, sha256)
 
 
 def _torchvision(release: type, folder: str, size: int) -> RemoteFile:
@@ -54,8 +53,7 @@ class Dataset:
     licence: str
     folder: str  # under the data folder
     files: tuple[RemoteFile, ...]
-    archive: bool = False  # files is one archive, unpacked into the data folder and then removed
-    check: Callable[[Path], str | None] = field(default=lambda folder: None)  # the folder → what is wrong, or None
+    archive: bool = False  # files is one archive (an image set), unpacked into the data folder and then removed
     note: str = ""
 
     @property
@@ -68,31 +66,12 @@ class Dataset:
     def problem(self, root: Path, needed: tuple[str, ...] | None = None) -> str | None:
         """What keeps the dataset (or only the `needed` files of it) from being used, or None."""
         if self.archive:
-            return self.check(root / self.folder)
+            from . import imagesets
+
+            folder = root / self.folder
+            return None if imagesets.missing(self.name, folder) is None else f"nothing readable in {folder}"
         missing = [f.path for f in self.missing_files(root) if needed is None or f.path in needed]
         return f"missing {', '.join(missing)}" if missing else None
-
-
-def _cifar_check(folder: Path) -> str | None:
-    from . import cifar
-
-    try:
-        cifar.layout(folder)
-    except MissingAssetError:
-        return f"no CIFAR-10 in {folder}"
-    return None
-
-
-def _cifar100_check(folder: Path) -> str | None:
-    from . import imagesets
-
-    return imagesets.missing("cifar100", folder)
-
-
-def _imagenetv2_check(folder: Path) -> str | None:
-    from . import imagesets
-
-    return imagesets.missing("imagenetv2", folder)
 
 
 DATASETS: dict[str, Dataset] = {d.name: d for d in (
@@ -111,25 +90,26 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
                 _scan("template_split/tasks_test_template_around_right.txt", 1243177, "fc78a5d1077dc2c206d6c42ed89fb9022867618c3f331179bafd3ec1ca699474"),
             )),
     Dataset("cifar10", "CIFAR-10 (Krizhevsky 2009)", ("cnn", "clip"), "none stated; cite Krizhevsky 2009", "cifar10",
-            (_torchvision(datasets.CIFAR10, "cifar10", 170498071),), archive=True, check=_cifar_check),
+            (_torchvision(datasets.CIFAR10, "cifar10", 170498071),), archive=True),
     Dataset("cifar100", "CIFAR-100 (Krizhevsky 2009)", ("clip",), "none stated; cite Krizhevsky 2009", "cifar100",
-            (_torchvision(datasets.CIFAR100, "cifar100", 169001437),), archive=True, check=_cifar100_check,
+            (_torchvision(datasets.CIFAR100, "cifar100", 169001437),), archive=True,
             note="only with real CLIP weights"),
     Dataset("imagenetv2", "ImageNet-V2 matched-frequency (Recht et al. 2019)", ("clip",),
             "images under Flickr terms; research use", "imagenetv2-matched-frequency-format-val",
             (RemoteFile("imagenetv2-matched-frequency.tar.gz",
                         "https://huggingface.co/datasets/vaishaal/ImageNetV2/resolve/main/imagenetv2-matched-frequency.tar.gz",
                         1_260_000_000),),  # no sha256 could be had offline: checked by its layout once unpacked
-            archive=True, check=_imagenetv2_check, note="only with real CLIP weights; not hash-pinned"),
+            archive=True, note="only with real CLIP weights; not hash-pinned"),
     Dataset("regard", "regard annotations (Sheng et al. 2019)", ("nlg",), "none stated; cite Sheng et al. 2019", "nlg/regard", tuple(
-                _github("ewsheng/nlg-bias", REGARD_COMMIT, f"data/regard/{name}.tsv", "nlg/regard", size, sha)
+                _github("ewsheng/nlg-bias", REGARD_COMMIT, f"data/regard/{name}.tsv", f"nlg/regard/{name}.tsv", size, sha)
                 for name, size, sha in (
                     ("train", 21638, "2b734fae84fa82ae969b5183607760c905cd333b90fd27e8d83ed311c6f923b0"),
                     ("train_other", 24320, "691dc49d3493ea878a77d9a6f3b77b6b01af2a5c3f3bf71d758969e8bf40aff7"),
                     ("dev", 5840, "6d1eb2e617acfb55ddfe0e77f54f836f3093a379934e7aab07b1cb3e6facb5db"),
                     ("test", 3140, "1ac5fbd901cba6f441c153234eca41cb29d8719529ca81e760213bd9c7813017")))),
     Dataset("gender_words", "gender word lists (an EquiNLG reproduction)", ("nlg",), "MIT (its LICENSE beside them)", "nlg/fairness_words", tuple(
-                _github("iasonsky/EfficientEquivariantTransferLearning", WORDS_COMMIT, path, "nlg/fairness_words", size, sha)
+                _github("iasonsky/EfficientEquivariantTransferLearning", WORDS_COMMIT, path,
+                        f"nlg/fairness_words/{Path(path).name}", size, sha)
                 for path, size, sha in (
                     ("EquiNLG/dataset/fairness_words/male_words.txt", 460, "6bbd06542c771e51d6cc27dd54d207b402840c1bab02924d90426b8d54fb4641"),
                     ("EquiNLG/dataset/fairness_words/female_words.txt", 520, "647f709597e20de224587d4603c0a9c53ec884ef387f102bddcb1b2fe4d27655"),
@@ -141,10 +121,19 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
 CIFAR10_JPG = ("cifar10-jpg", 60000, "78086fc20c1b1c15a635979bf92b1d16ebc3ca6a8a061ac1b650bc528adcbf13")
 
 
+def _mirrored_image_folders() -> Path | None:
+    """A folder mirror's CIFAR-10 image folders (cifar10-jpg/), if it has them."""
+    base = mirror()
+    if base is None or base.startswith(("http://", "https://")):
+        return None
+    source = Path(base).expanduser().resolve() / CIFAR10_JPG[0]
+    return source if (source / "train").is_dir() else None
+
+
 def fetchable(name: str, root: Path) -> bool:
     """Whether every missing file of the dataset can be had now from its source (the mirror, or the
     original hosts answering a connection)."""
-    if name == "cifar10" and (Path(mirror() or "/nonexistent") / CIFAR10_JPG[0] / "train").is_dir():
+    if name == "cifar10" and _mirrored_image_folders():
         return True
     for file in DATASETS[name].missing_files(root):
         source = source_of(file)
@@ -170,13 +159,10 @@ def tree_digest(folder: Path) -> tuple[int, str]:
 
 def _cifar10_from_image_folders(root: Path) -> bool:
     """Copy a folder mirror's cifar10-jpg/ into the data folder's cifar10/, verified; False if it has none."""
-    base = mirror()
-    if base is None or base.startswith(("http://", "https://")):
+    source = _mirrored_image_folders()
+    if source is None:
         return False
     name, count, expected = CIFAR10_JPG
-    source = Path(base).expanduser().resolve() / name
-    if not (source / "train").is_dir():
-        return False
     part = root / f".{name}.part"
     shutil.rmtree(part, ignore_errors=True)
     for split in ("train", "test"):

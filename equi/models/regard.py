@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..cache import checkpoint_path, save_atomically
+from ..data.download import hub_reachable
 from ..errors import MissingAssetError
 
 SCORE = {-1: -1.0, 0: 0.0, 1: 1.0, 2: 0.0}  # a label's regard score; "other" counts as neutral
@@ -51,6 +52,7 @@ class HubRegard:
 
         from .lm import hub_cached
 
+        download = download and hub_reachable()
         if not download and not hub_cached(model):
             raise missing_hub_regard(model)
         try:

@@ -115,7 +115,7 @@ def regard_scorer(task: DictConfig, model, tokenizer, ctx: RunContext):
     if task.regard == "standin":
         return regards.standin(model, tokenizer, task.lm, ctx.data_dir / catalog.DATASETS["regard"].folder, ctx.cache_dir,
                                 OmegaConf.to_container(task.regard_standin))
-    return regards.HubRegard(task.regard, ctx.download and hub_reachable(), ctx.device)
+    return regards.HubRegard(task.regard, ctx.download, ctx.device)
 
 
 def bootstrap_mean(scores: np.ndarray, n: int, rng: np.random.Generator) -> list[float]:
@@ -161,7 +161,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
     task, method = cfg.task, cfg.method
     start = time.time()
     preflight(task, ctx)
-    model, tokenizer = lms.load(task.lm, ctx.cache_dir, ctx.download and hub_reachable(), cfg.seed)
+    model, tokenizer = lms.load(task.lm, ctx.cache_dir, ctx.download, cfg.seed)
     model = model.to(ctx.device)
     scorer = regard_scorer(task, model, tokenizer, ctx)
     vader = regards.Vader()
