@@ -16,6 +16,11 @@ class ConfigError(UserError):
     """A config value, key or combination that does not exist."""
 
 
+class DataError(UserError):
+    """A data or cache file that is there but cannot be used as it is; the message names the file
+    (and the line, for text files) and what is wrong with it."""
+
+
 class MissingAssetError(UserError):
     """Data or pretrained weights that are not on this machine; the asset report says how to get them."""
 
