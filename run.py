@@ -8,10 +8,6 @@ datasets and pretrained weights each task uses and how to get the missing ones; 
 
 import sys
 
-from hydra._internal.utils import get_args_parser
-
-from equi.config import check_cli
-
 
 def main() -> None:
     if sys.argv[1:2] == ["assets"]:
@@ -22,9 +18,13 @@ def main() -> None:
         from equi.data.catalog import main as fetch_data
 
         sys.exit(fetch_data(sys.argv[2:]))
+    from hydra._internal.utils import get_args_parser
+
+    from equi.config import check_cli, check_outputs
+
     args = get_args_parser().parse_args()
     if not (args.help or args.hydra_help or args.cfg or args.info or args.shell_completion):
-        problem = check_cli(args.overrides)
+        problem = check_cli(args.overrides) or check_outputs(args.overrides, args.multirun)
         if problem:
             print(f"error: {problem}", file=sys.stderr)
             sys.exit(2)
@@ -34,4 +34,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # a run in progress says its own line (equi.experiment.hydra_entry)
+        print("interrupted (no run was in progress); rerun the same command to resume", file=sys.stderr)
+        sys.exit(130)

@@ -10,12 +10,14 @@ import difflib
 import hashlib
 import itertools
 import json
+import tempfile
 import warnings
 from pathlib import Path
+from typing import Iterable
 
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from . import schema
 from .errors import one_line
@@ -84,13 +86,37 @@ def run_key(cfg: DictConfig) -> str:
     return hashlib.sha1(json.dumps(content, sort_keys=True).encode()).hexdigest()[:10]
 
 
+def typed_over_fast(cfg: DictConfig, overrides: Iterable[str]) -> list[str]:
+    """The task.* keys typed on the command line that task.fast also sets: with fast=true the typed
+    value wins (equi.experiment.effective_config). Values from experiment files do not: fast is the
+    smoke-test mode."""
+    if cfg.fast is not True:
+        return []
+    fast = [key for key, _ in schema.leaves(OmegaConf.to_container(cfg.task.fast))]
+    typed = {o.key_or_group.removeprefix("task.") for o in OverridesParser.create().parse_overrides(list(overrides))
+             if o.key_or_group.startswith("task.") and not o.is_delete()}
+    return sorted(f"task.{key}" for key in typed if any(f == key or f.startswith(f"{key}.") for f in fast))
+
+
+def with_typed_over_fast(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
+    """cfg with its `typed_over_fast` key (when there are such keys), so that the run key, the run
+    dir's name and every process of the run see what the command line set."""
+    typed = typed_over_fast(cfg, overrides)
+    if typed:
+        with open_dict(cfg):
+            cfg.typed_over_fast = typed
+    return cfg
+
+
 def run_name(cfg: DictConfig) -> str:
     fast = "-fast" if cfg.fast else ""
     return f"{cfg.task.name}-{cfg.method.name}-seed{cfg.seed}{fast}-{run_key(cfg)}"
 
 
 def _run_name_resolver(*, _root_: DictConfig) -> str:
-    return run_name(OmegaConf.masked_copy(_root_, [k for k in _root_ if k != "hydra"]))
+    """The run dir's name, from Hydra's config: the command line it holds counts as in the run key."""
+    cfg = OmegaConf.masked_copy(_root_, [k for k in _root_ if k != "hydra"])
+    return run_name(with_typed_over_fast(cfg, OmegaConf.select(_root_, "hydra.overrides.task", default=[])))
 
 
 for _name, _fn in (("repo_root", lambda: str(REPO_ROOT)), ("run_name", _run_name_resolver)):
@@ -126,12 +152,30 @@ def _all_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
     return keys
 
 
+COMMANDS = ("assets", "data")  # python run.py <command> …, besides overrides
+
+
+def not_an_override(word: str) -> str:
+    """A bare word on the command line: a misspelled command, a choice without its group, or neither."""
+    if word in COMMANDS:
+        return f"{word!r} is a command of its own, first on the line: `python run.py {word} …`"
+    command = difflib.get_close_matches(word, COMMANDS, n=1)
+    if command:
+        return f"unknown command {word!r}; did you mean `python run.py {command[0]}`?"
+    group = next((g for g in GROUPS if word in choices(g)), None)
+    hint = f"did you mean {group}={word}?" if group else "see `python run.py --help` for the keys and choices"
+    return f"{word!r} is not an override: overrides are key=value (task=scan, seed=1); {hint}"
+
+
 def check_cli(overrides: list[str]) -> str | None:
     """None if the overrides compose into valid runs, else one line naming the problem.
 
     Sweeps are checked choice by choice for config groups (up to 64 combinations) and value by
     value for other keys (with the first combination); ``schema.check`` judges each value.
     """
+    word = next((o for o in overrides if "=" not in o and not o.startswith("~")), None)
+    if word is not None:
+        return not_an_override(word)
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as err:  # hydra's parser error: report its first line
@@ -145,6 +189,8 @@ def check_cli(overrides: list[str]) -> str | None:
             return f"unknown hydra/launcher {o.get_value_element_as_str()!r}; choose one of: {', '.join(LAUNCHERS)}"
         if key.startswith("hydra"):
             continue
+        if key in schema.ADDED_BY_RUN:
+            return f"{key} is set by run.py itself (from the task.* keys typed beside fast=true); leave it out"
         values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
         if key in GROUPS and not o.is_delete():
             allowed = choices(key) + (["null"] if key == "experiment" else [])
@@ -179,4 +225,55 @@ def check_cli(overrides: list[str]) -> str | None:
                 return one_line(err)
             if problem:
                 return problem
+    return None
+
+
+OUTPUT_KEYS = ("paths.outputs", "hydra.run.dir", "hydra.sweep.dir")
+
+
+def output_variants(overrides: list[str]) -> list[list[str]]:
+    """The overrides of a sweep's first run (each swept key at its first value), and one more list
+    for each further value of a swept output folder."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    values = [list(o.sweep_string_iterator()) if o.is_sweep_override() else None for o in parsed]
+    first = [o.input_line if v is None else f"{o.get_key_element()}={v[0]}" for o, v in zip(parsed, values)]
+    return [first] + [first[:i] + [f"{o.get_key_element()}={value}"] + first[i + 1:]
+                      for i, (o, v) in enumerate(zip(parsed, values)) if v and o.key_or_group in OUTPUT_KEYS
+                      for value in v[1:]]
+
+
+def unwritable(folder: Path, named: Path) -> str | None:
+    """Why runs cannot write in folder (made first, as Hydra would), said of `named` (folder or one
+    above it, as the command line named it); None when they can."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+        return None
+    except OSError as err:
+        there = next(p for p in (folder, *folder.parents) if p.exists())
+        if not there.is_dir():
+            return "is a file, not a folder" if there == named else f"cannot be a folder: {there} is a file"
+        inside = f" in {there}" if named in there.parents else ""
+        return f"is not writable ({(err.strerror or str(err)).lower()}{inside})"
+
+
+def check_outputs(overrides: list[str], multirun: bool) -> str | None:
+    """One line when runs cannot write where they would: the run dir (or with -m the sweep dir), which
+    Hydra makes before any of our code runs (and fails with two chained tracebacks), and
+    paths.outputs (cached checkpoints). Makes them, as Hydra would next."""
+    dir_key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    for variant in output_variants(overrides):
+        try:
+            with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+                cfg = compose(config_name="config", overrides=variant, return_hydra_config=True)
+        except Exception:  # Hydra says why it does not compose, in its own words
+            return None
+        outputs, run_dir = Path(cfg.paths.outputs), Path(OmegaConf.select(cfg, dir_key))
+        typed_dir = any(o.split("=", 1)[0].lstrip("+") == dir_key for o in variant)
+        named = (dir_key, run_dir) if typed_dir else ("paths.outputs", outputs)  # what the user can change
+        for (setting, value), folder in ((named, run_dir), (("paths.outputs", outputs), outputs)):
+            problem = unwritable(folder, value)
+            if problem:
+                also = " or EQUI_OUTPUTS" if setting == "paths.outputs" else ""
+                return f"{setting}={value} {problem}; choose another with {setting}=…{also}"
     return None

@@ -12,15 +12,19 @@ results.json, checkpoints and W&B. Backend: nccl on GPUs, gloo on the CPU.
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
+import sys
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.distributed.elastic.multiprocessing.api import DefaultLogsSpecs, Std
+from torch.distributed.elastic.multiprocessing.api import DefaultLogsSpecs, SignalException, Std
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 from torch.utils.data import DataLoader, Subset
 
@@ -64,8 +68,52 @@ def spawn(nproc: int, log_dir: Path, worker: Callable[..., Any], *args: Any) -> 
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=uuid.uuid4().hex,
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, logs_specs=logs,
                           log_line_prefix_template="[rank ${rank}] ")
-    returned = elastic_launch(config, worker)(*args)
+    with interruptible_launcher():
+        returned = elastic_launch(config, quiet_on_interrupt)(worker, *args)
     return [returned[r] for r in range(nproc)]
+
+
+LAUNCHER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)  # its TORCHELASTIC_SIGNALS_TO_HANDLE
+
+
+@contextmanager
+def interruptible_launcher() -> Iterator[None]:
+    """Ctrl-C during a launch raises KeyboardInterrupt, as in one process: the launcher raises its own
+    SignalException instead, and leaves its signal handlers behind, which would do so for a later
+    Ctrl-C too. Its warnings as it closes the ranks stay off the console, where our one line goes."""
+    handlers = {sig: signal.getsignal(sig) for sig in LAUNCHER_SIGNALS}
+    loggers = {log: log.level for log in map(logging.getLogger, list(logging.root.manager.loggerDict))
+               if log.name.startswith("torch.distributed.elastic")}
+    for log in loggers:
+        log.setLevel(logging.ERROR)
+    try:
+        yield
+    except SignalException as err:
+        if err.sigval != signal.SIGINT:
+            raise
+        raise KeyboardInterrupt from None
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        for log, level in loggers.items():
+            log.setLevel(level)
+
+
+def quiet_on_interrupt(worker: Callable[..., Any], *args: Any) -> Any:
+    """One rank: worker(*args). Ctrl-C reaches every rank; each ends without a traceback, and the
+    parent says the one line."""
+    signal.signal(signal.SIGINT, interrupted_once)
+    try:
+        return worker(*args)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def interrupted_once(signum: int, frame: Any) -> None:
+    """The first SIGINT stops the rank; the one the launcher sends as it closes the ranks would
+    interrupt the unwinding (a progress bar closing) with a traceback, so it is ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def join(device_type: str) -> None:

@@ -11,6 +11,18 @@ ASSETS_HINT = "see `python run.py assets`"
 class UserError(Exception):
     """Bad input that the user can fix; shown without a stack trace."""
 
+    def __init__(self, message: str = ""):
+        super().__init__(raised_in_worker(message) or message)
+
+
+def raised_in_worker(message: str) -> str | None:
+    """The original message of an error that torch's DataLoader re-raised from a worker process
+    (it builds the same type from "Caught … in DataLoader worker …" and the worker's traceback)."""
+    if not message.startswith("Caught ") or "Original Traceback" not in message:
+        return None
+    last = message.rstrip().splitlines()[-1]
+    return last.split(": ", 1)[1] if ": " in last else last
+
 
 class ConfigError(UserError):
     """A config value, key or combination that does not exist."""

@@ -22,12 +22,14 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from . import distributed, hardware, schema, tasks
-from .config import CONF_DIR, run_key
+from .config import CONF_DIR, run_key, with_typed_over_fast
 from .errors import ConfigError, UserError, one_line
+from .inputs import Fingerprints, adoptable, changed
 from .logger import NullLogger, create_logger
 from .results import RESULTS, claim, finished, git_commit, package_versions, write_json_atomic
 
 ERROR = "error.json"  # a failed run's record, in its run dir instead of results.json
+PREVIOUS = "results.previous.json"  # the results a failed rerun had replaced, kept
 
 
 @dataclass
@@ -40,6 +42,16 @@ class RunContext:
     cache_dir: Path  # checkpoints shared between runs (pretrained models), keyed by config
     data_dir: Path
     download: bool = False  # fetch missing data and weights when their host answers (cfg.download)
+    fingerprints: Fingerprints | None = None  # sha256 of the files read; by default kept under cache_dir
+
+    def __post_init__(self):
+        if self.fingerprints is None:
+            self.fingerprints = Fingerprints(self.cache_dir)
+
+
+def context(cfg: DictConfig, run_dir: Path, device: torch.device = torch.device("cpu")) -> RunContext:
+    return RunContext(device=device, logger=NullLogger(), run_dir=run_dir, cache_dir=Path(cfg.paths.outputs) / "cache",
+                      data_dir=Path(cfg.paths.data), download=bool(cfg.download))
 
 
 def seed_everything(seed: int) -> None:
@@ -49,20 +61,55 @@ def seed_everything(seed: int) -> None:
 
 
 def effective_config(cfg: DictConfig) -> DictConfig:
-    """The config a runner sees: with fast=true, task.fast merged over task, and every
+    """The config a runner sees: with fast=true, task.fast merged over task but for the values typed
+    on the command line (`typed_over_fast`: `fast=true task.epochs=3` trains 3 epochs), and every
     interpolation resolved, since runners hand sub-trees on alone (`task.pretrain.split_seed=${seed}`
     cannot find the seed from inside a copy of task)."""
     cfg = copy.deepcopy(cfg)
     if cfg.fast:
+        typed = {key: OmegaConf.select(cfg, key) for key in OmegaConf.select(cfg, "typed_over_fast", default=[])}
         with open_dict(cfg):
             cfg.task = OmegaConf.merge(cfg.task, cfg.task.fast)
+            for key, value in typed.items():
+                OmegaConf.update(cfg, key, value, merge=False)
     OmegaConf.resolve(cfg)
     return cfg
 
 
-def finished_record(cfg: DictConfig, run_dir: Path) -> dict | None:
-    """The stored record of this very run, which a rerun skips to (None with force=true)."""
-    return None if cfg.force else finished(run_dir, run_key(cfg))
+def read_inputs(cfg: DictConfig, ctx: RunContext) -> dict:
+    """Fingerprints of the data and weights the run reads (its task's `inputs`; see equi.inputs),
+    with missing data fetched first as the run would."""
+    found = tasks.inputs(cfg.task.name)(effective_config(cfg), ctx)
+    ctx.fingerprints.save()
+    return found
+
+
+def first_process() -> bool:
+    """Rank 0 of a run, or its only process (before the ranks have joined)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def finished_record(cfg: DictConfig, run_dir: Path, inputs: dict) -> dict | None:
+    """The stored record of this very run, which a rerun skips to: the same config key and the same
+    inputs (None with force=true). A record made before inputs were recorded is taken over with
+    today's inputs when it can stand for them (equi.inputs.adoptable), else the run is redone."""
+    done = None if cfg.force else finished(run_dir, run_key(cfg))
+    if done is None:
+        return None
+    if "inputs" not in done:
+        if not adoptable(done, inputs):
+            if first_process():
+                print(f"rerun: {run_dir.name} ran with {done['metrics'].get('weights')} weights; "
+                      f"task.weights={cfg.task.weights} now gives {inputs['weights']}")
+            return None
+        done = {**done, "inputs": inputs}
+        if first_process():
+            write_json_atomic(run_dir / RESULTS, done)
+    elif done["inputs"] != inputs:
+        if first_process():
+            print(f"rerun: {', '.join(changed(done['inputs'], inputs))} changed since {run_dir.name} finished")
+        return None
+    return done
 
 
 def execute(cfg: DictConfig, run_dir: str | Path) -> dict:
@@ -80,7 +127,7 @@ def execute_with_status(cfg: DictConfig, run_dir: str | Path) -> tuple[str, dict
     run_dir = Path(run_dir)
     started = distributed.started_ranks()  # > 1: this process is one rank (torchrun, SLURM tasks)
     with claim(run_dir) if started == 1 or os.environ["RANK"] == "0" else nullcontext():
-        done = finished_record(cfg, run_dir)
+        done = finished_record(cfg, run_dir, read_inputs(cfg, context(cfg, run_dir)))
         if started == 1 and not done and hardware.nproc(cfg.hardware) > 1:
             returned = distributed.spawn(hardware.nproc(cfg.hardware), run_dir / "ranks", rank_main,
                                          OmegaConf.to_container(cfg, resolve=True), str(run_dir))
@@ -125,14 +172,7 @@ def run_task(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict:
     config = OmegaConf.to_container(run_cfg, resolve=True)
     seed_everything(cfg.seed)
     main = distributed.is_main()
-    ctx = RunContext(
-        device=device,
-        logger=NullLogger(),
-        run_dir=run_dir,
-        cache_dir=Path(cfg.paths.outputs) / "cache",
-        data_dir=Path(cfg.paths.data),
-        download=bool(cfg.download),
-    )
+    ctx = context(cfg, run_dir, device)
     if main:
         ctx.logger = create_logger(cfg.logger, run_dir, config, name=run_dir.name)
     start = time.perf_counter()
@@ -146,6 +186,7 @@ def run_task(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict:
         "paper": cfg.paper,
         "seed": cfg.seed,
         "metrics": metrics,
+        "inputs": read_inputs(cfg, ctx) if main else {},  # after the run: weights it downloaded are files now
         "wall_time_s": round(wall, 2),
         "processes": distributed.world_size(),
         "git_commit": git_commit(),
@@ -177,41 +218,55 @@ def failure(err: Exception) -> str:
     return str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {one_line(err)}"
 
 
-def record_failure(run_dir: Path, cfg: DictConfig, err: Exception, overrides: list[str]) -> None:
-    """error.json in the run dir: what failed and the config it failed with (a rerun retries the run)."""
+def record_failure(run_dir: Path, cfg: DictConfig, err: Exception, overrides: list[str]) -> str:
+    """error.json in the run dir: what failed and the config it failed with (a rerun retries the run).
+    Results there of an earlier run (force=true, or stored results that no longer match) move to
+    results.previous.json, or the next plain run would skip to them. Returns the failure in one line."""
+    message = failure(err)
+    if first_process() and (run_dir / RESULTS).exists():
+        os.replace(run_dir / RESULTS, run_dir / PREVIOUS)
+        message += f"; the earlier results are kept in {PREVIOUS}"
     try:
         config = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException:
         config = OmegaConf.to_container(cfg)
     write_json_atomic(run_dir / ERROR, {
-        "error": failure(err),
+        "error": message,
         "traceback": None if isinstance(err, UserError) else traceback.format_exc(),
         "overrides": overrides,
         "config": config,
         "git_commit": git_commit(),
     })
+    return message
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def hydra_entry(cfg: DictConfig) -> dict:
     """One run of run.py. A UserError is one line and exit 2, a bug keeps its traceback; either way
-    the run dir gets error.json. In a sweep (-m) the other runs go on, and equi.sweep.SweepSummary
-    tabulates what this returns."""
+    the run dir gets error.json (record_failure). In a sweep (-m) the other runs go on, and
+    equi.sweep.SweepSummary tabulates what this returns. Ctrl-C is one line and exit 130, also in a
+    sweep, and records nothing: every file is written whole or not at all, so a rerun resumes."""
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN
+    overrides = list(hydra_cfg.overrides.task)
     try:
-        status, _ = execute_with_status(cfg, run_dir)
+        status, _ = execute_with_status(with_typed_over_fast(cfg, overrides), run_dir)
+    except KeyboardInterrupt:
+        print(f"interrupted: {run_dir}; rerun the same command to resume", file=sys.stderr)
+        raise SystemExit(130) from None  # no KeyboardInterrupt: run.py would add its own line
     except Exception as err:
-        record_failure(run_dir, cfg, err, list(hydra_cfg.overrides.task))
+        message = record_failure(run_dir, cfg, err, overrides)
         if not sweeping and not isinstance(err, UserError):
+            if message != failure(err):
+                print(f"error: {message}", file=sys.stderr)  # the traceback below ends with the error alone
             raise  # a bug: its traceback
         if isinstance(err, UserError):
-            print(f"error: {err}", file=sys.stderr)
+            print(f"error: {message}", file=sys.stderr)
         else:
             traceback.print_exc()
         if not sweeping:
             sys.exit(2)
-        return {"status": "failed", "error": failure(err)}
+        return {"status": "failed", "error": message}
     (run_dir / ERROR).unlink(missing_ok=True)
     return {"status": status}

@@ -19,19 +19,36 @@ RESULTS = "results.json"
 LOCK = ".lock"  # held (flock) by the process running a run dir
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write to a temporary file beside ``path`` and rename it over: readers never see half a file."""
+def _umask() -> int:
+    """This process's umask: reading it means setting it, so it is put straight back."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _umask()  # read once, at import: os.umask is process-wide and not thread-safe
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file beside ``path`` and rename it over: readers never see half a file, and
+    an interrupted write leaves no temporary file. The file gets the mode open() would give (mkstemp's
+    is 0600, which colleagues sharing the outputs could not read)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True, default=str)
+            os.fchmod(f.fileno(), 0o666 & ~UMASK)
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
 def finished(run_dir: Path, key: str) -> dict | None:
@@ -76,11 +93,12 @@ def git_commit() -> str | None:
     return (out.stdout.strip() + ("+dirty" if dirty else "")) if out.returncode == 0 else None
 
 
+def package_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def package_versions() -> dict[str, str]:
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return versions
+    return {name: version for name in PACKAGES if (version := package_version(name))}

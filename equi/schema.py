@@ -161,18 +161,19 @@ class ListOf(Rule):
     item: Rule
     nullable: bool = False
     length: int | None = None  # exactly this many items
+    nonempty: bool = False  # the work needs items (pairs to compare, values to select from)
 
     def allows(self, value, cfg):
         return (value is None and self.nullable) or (
             isinstance(value, list) and all(self.item.allows(v, cfg) for v in value)
-            and (self.length is None or len(value) == self.length))
+            and (self.length is None or len(value) == self.length) and (value or not self.nonempty))
 
     def describe(self, cfg):
-        size = "a list" if self.length is None else f"a list of {self.length}"
+        size = f"a list of {self.length}" if self.length else "a non-empty list" if self.nonempty else "a list"
         return f"{size}, each {self.item.describe(cfg)}" + (", or null" if self.nullable else "")
 
     def bad_values(self, cfg):
-        wrong_length = [[]] if self.length else []
+        wrong_length = [[]] if self.length or self.nonempty else []
         return ["x"] + wrong_length + [[bad] for bad in self.item.bad_values(cfg) if bad is not None]
 
 
@@ -234,14 +235,40 @@ class TaskChoice(Rule):
 
 
 WORD = Pattern(r"\S+", "one word without spaces", bad=("two words", "", None))
-COUNT = Number(low=0, integer=True)  # how many; 0 is allowed (e.g. no finetuning)
-SIZE = Number(low=1, integer=True)  # sizes, batch sizes, steps
-SIZE_OR_NULL = Number(low=1, integer=True, nullable=True)  # null: all of them
 RATE = Number(low=0, above=True)  # learning rates, gradient-clipping norms
 FRACTION = Number(low=0, high=1)
 SEED = Number(low=0, high=2**32 - 1, integer=True)  # numpy's range
 FLAG = Flag()
 TEXT = Text()
+
+
+def up_to(high: int, low: int = 1, nullable: bool = False) -> Number:
+    """A count in [low, high]; low=0 where none is a choice (no finetuning), null where it means all."""
+    return Number(low=low, high=high, integer=True, nullable=nullable)
+
+
+# Every count has an upper bound, about 10× the largest value that conf/ or the Makefile's recipes
+# use (in brackets), rounded up: a slip of a few zeros stops at once instead of running until killed.
+MAX_EPOCHS = 10_000  # (100)
+MAX_STEPS = 10_000_000  # optimizer steps, examples drawn, environment steps, replay buffers (400,000)
+MAX_EXAMPLES = 1_000_000  # data set sizes and subsets: per class, per epoch, a limit (10,000)
+MAX_BATCH = 100_000  # (1,024)
+MAX_WIDTH = 10_000  # hidden sizes, embeddings (256)
+MAX_LAYERS = 1_000  # layers, heads, rotations (30)
+MAX_LENGTH = 10_000  # sequence lengths, tokens, image sides (224)
+MAX_VOCAB = 1_000_000  # (49,408)
+MAX_SAMPLES = 10_000  # generations per context, bootstrap resamples, evaluation episodes (1,000)
+MAX_PROCESSES = 1_024  # threads, DDP processes; a cluster job's nodes, tasks, GPUs and CPUs (8)
+EPOCHS = up_to(MAX_EPOCHS)
+STEPS = up_to(MAX_STEPS)
+EXAMPLES = up_to(MAX_EXAMPLES)
+EXAMPLES_OR_ALL = up_to(MAX_EXAMPLES, nullable=True)  # null: all of them
+BATCH = up_to(MAX_BATCH)
+WIDTH = up_to(MAX_WIDTH)
+LAYERS = up_to(MAX_LAYERS)
+LENGTH = up_to(MAX_LENGTH)
+SAMPLES = up_to(MAX_SAMPLES)
+PROCESSES_OR_AUTO = up_to(MAX_PROCESSES, nullable=True)  # null: the launcher's or the machine's own count
 
 
 def block(prefix: str, rules: dict[str, Rule]) -> dict[str, Rule]:
@@ -259,7 +286,7 @@ def task_proxies(cfg: DictConfig) -> list[str]:
     return rule.names(cfg) if isinstance(rule, Choice) else list(PROXIES)
 
 
-LAMBDA_NET = {"lambda_hidden": SIZE, "lambda_layers": SIZE}
+LAMBDA_NET = {"lambda_hidden": WIDTH, "lambda_layers": LAYERS}
 DECODING_TASKS = {"scan": DECODINGS}  # tasks where equitune and λ choose how to decode (method.decoding)
 DECODING = TaskChoice(DECODING_TASKS)
 METHODS: dict[str, dict[str, Rule]] = {
@@ -269,58 +296,59 @@ METHODS: dict[str, dict[str, Rule]] = {
                  "relaxed": FLAG},  # task=nlg: R-EquizeroLM
     "lambda": {**LAMBDA_NET, "lambda_features": Choice(("frozen", "shared")),  # clip finetuning: which image tower λ reads
                "decoding": DECODING},
-    "canonical_lambda": {**LAMBDA_NET, "lambda_residual": FLAG, "extra_rotations": SIZE},
+    "canonical_lambda": {**LAMBDA_NET, "lambda_residual": FLAG, "extra_rotations": LAYERS},
 }
-TASK_METHODS = ListOf(Choice(tuple(METHODS)))
+TASK_METHODS = ListOf(Choice(tuple(METHODS)), nonempty=True)
 
-CNN_TRAINING = {"epochs": COUNT, "examples_per_epoch": SIZE_OR_NULL, "batch_size": SIZE,
+CNN_TRAINING = {"epochs": up_to(MAX_EPOCHS, low=0), "examples_per_epoch": EXAMPLES_OR_ALL, "batch_size": BATCH,
                 "optimizer": Choice(("sgd", "adam")), "lr": RATE, "schedule": Choice(("constant", "cosine", "onecycle")),
                 "weight_decay": Number(low=0), "label_smoothing": FRACTION}
-CNN_PRETRAINING = {**CNN_TRAINING, "seed": SEED, "per_class": SIZE_OR_NULL}
-SCAN_TRAINING = {"examples": COUNT, "batch_size": SIZE, "lr": RATE, "schedule": Choice(("constant", "cosine")),
+CNN_PRETRAINING = {**CNN_TRAINING, "seed": SEED, "per_class": EXAMPLES_OR_ALL}
+SCAN_TRAINING = {"examples": up_to(MAX_STEPS, low=0), "batch_size": BATCH, "lr": RATE, "schedule": Choice(("constant", "cosine")),
                  "clip": RATE}
 SCAN_LOSS = Choice(("token_mean", "sum_to_predicted_eos"))  # per target token, or the paper's loop's sum
 CLIP_SCOPE = Choice(("model", "encoder_decoder"))  # clipped as one: the model, or its encoder and decoder apart
 SCAN_WORDS = tuple(w for w in COMMANDS if not w.startswith("<"))
 SCAN_ACTIONS = tuple(a for a in ACTIONS if not a.startswith("<"))
-DQN_SETTINGS = {"learning_rate": RATE, "batch_size": SIZE, "buffer_size": SIZE, "learning_starts": COUNT,
-                "gamma": FRACTION, "target_update_interval": SIZE, "train_freq": SIZE,
-                "gradient_steps": Number(low=-1, integer=True),  # -1: as many as environment steps
+DQN_SETTINGS = {"learning_rate": RATE, "batch_size": BATCH, "buffer_size": STEPS, "learning_starts": up_to(MAX_STEPS, low=0),
+                "gamma": FRACTION, "target_update_interval": STEPS, "train_freq": STEPS,
+                "gradient_steps": up_to(MAX_STEPS, low=-1),  # -1: as many as environment steps
                 "exploration_fraction": Number(low=0, high=1, above=True), "exploration_final_eps": FRACTION}
 
-CLIP_STANDIN = {"seed": SEED, "epochs": SIZE, "examples_per_epoch": SIZE_OR_NULL, "per_class": SIZE_OR_NULL,
-                "eval_per_class": SIZE_OR_NULL, "batch_size": SIZE, "lr": RATE, "weight_decay": Number(low=0),
-                "model.embed_dim": SIZE, "model.vision_cfg.image_size": SIZE, "model.vision_cfg.layers": ListOf(SIZE),
-                "model.vision_cfg.width": SIZE, **block("model.text_cfg", dict.fromkeys(
-                    ("context_length", "vocab_size", "width", "heads", "layers"), SIZE))}
+CLIP_STANDIN = {"seed": SEED, "epochs": EPOCHS, "examples_per_epoch": EXAMPLES_OR_ALL, "per_class": EXAMPLES_OR_ALL,
+                "eval_per_class": EXAMPLES_OR_ALL, "batch_size": BATCH, "lr": RATE, "weight_decay": Number(low=0),
+                "model.embed_dim": WIDTH, "model.vision_cfg.image_size": LENGTH,
+                "model.vision_cfg.layers": ListOf(LAYERS, nonempty=True), "model.vision_cfg.width": WIDTH,
+                **block("model.text_cfg", {"context_length": LENGTH, "vocab_size": up_to(MAX_VOCAB), "width": WIDTH,
+                                           "heads": LAYERS, "layers": LAYERS})}
 
 TASKS: dict[str, dict[str, Rule]] = {
     "synthetic": {
-        "methods": TASK_METHODS, "metric": TEXT, "n_train": SIZE, "n_test": SIZE, "batch_size": SIZE,
-        "epochs": SIZE, "lr": RATE, "hidden": SIZE, "residual_layers": COUNT, "finite_rotations": SIZE,
+        "methods": TASK_METHODS, "metric": TEXT, "n_train": EXAMPLES, "n_test": EXAMPLES, "batch_size": BATCH,
+        "epochs": EPOCHS, "lr": RATE, "hidden": WIDTH, "residual_layers": up_to(MAX_LAYERS, low=0), "finite_rotations": LAYERS,
         "canonicalizer": Choice(("sum", "x1", "x2")),  # whose angle: x1 + x2 (the paper's), or one vector
     },
     "scan": {
         "methods": TASK_METHODS, "metric": TEXT, "split": Choice(tuple(SPLITS)),
-        "architecture": Choice(("seq2seq", "seq2seq_paper", "gseq2seq")), "cell": Choice(tuple(CELLS)), "hidden": SIZE,
-        "dropout": FRACTION, "max_len": SIZE, "default_proxy": Choice(tuple(PROXIES)),
+        "architecture": Choice(("seq2seq", "seq2seq_paper", "gseq2seq")), "cell": Choice(tuple(CELLS)), "hidden": WIDTH,
+        "dropout": FRACTION, "max_len": LENGTH, "default_proxy": Choice(tuple(PROXIES)),
         **block("pretrain", {**SCAN_TRAINING, "teacher_forcing": FRACTION, "split_seed": SEED,
                              "clip_scope": CLIP_SCOPE, "loss": SCAN_LOSS,
-                             "keep": Choice(("last", "best_val")), "val_every": SIZE,
+                             "keep": Choice(("last", "best_val")), "val_every": STEPS,
                              "val_fraction": Number(low=0, high=1, above=True, below=True)}),
         **block("lambda_stage", SCAN_TRAINING),
         **block("finetune", {**SCAN_TRAINING, "weight_decay": Number(low=0), "clip_scope": CLIP_SCOPE,
                              "loss": SCAN_LOSS,
                              "lr": Either(RATE, Choice(("paper",)))}),  # paper: task.paper_finetune_lr's
         "paper_finetune_lr.*.*": RATE,
-        "eval_batch": SIZE, "limit": SIZE_OR_NULL,
-        "groups.*.commands": ListOf(ListOf(Choice(SCAN_WORDS))),
-        "groups.*.actions": ListOf(ListOf(Choice(SCAN_ACTIONS))),
+        "eval_batch": BATCH, "limit": EXAMPLES_OR_ALL,
+        "groups.*.commands": ListOf(ListOf(Choice(SCAN_WORDS)), nonempty=True),
+        "groups.*.actions": ListOf(ListOf(Choice(SCAN_ACTIONS)), nonempty=True),
     },
     "dqn": {
-        "methods": TASK_METHODS, "metric": TEXT, "env": Choice(lambda cfg: cfg.task.envs), "eval_episodes": SIZE,
+        "methods": TASK_METHODS, "metric": TEXT, "env": Choice(lambda cfg: cfg.task.envs), "eval_episodes": SAMPLES,
         "default_proxy": Choice(SCORE_PROXIES),
-        "envs.*.id": TEXT, "envs.*.timesteps": SIZE, "envs.*.net_arch": ListOf(SIZE),
+        "envs.*.id": TEXT, "envs.*.timesteps": STEPS, "envs.*.net_arch": ListOf(WIDTH),  # []: a linear Q-network
         **block("envs.*.dqn", DQN_SETTINGS),
     },
     "clip": {
@@ -329,50 +357,62 @@ TASKS: dict[str, dict[str, Rule]] = {
         "dataset": Choice(DATASETS), "data_root": Text(nullable=True), "transform": Choice(TRANSFORMS),
         "transform_per": Choice(("image", "batch")), "transform_seed": SEED,
         "group": Choice(tuple(IMAGE_GROUPS), nullable=True), "logit_scale": Either(RATE, Choice(("model",))),
-        "default_proxy": Choice(SCORE_PROXIES), "eval_per_class": SIZE_OR_NULL, "train_per_class": SIZE_OR_NULL,
-        "eval_batch": SIZE, "lambda_examples": SIZE,
-        **block("lambda_stage", {"steps": COUNT, "batch_size": SIZE, "lr": RATE}),
-        **block("finetune", {"steps": COUNT, "eval_every": SIZE, "batch_size": SIZE}),
+        "default_proxy": Choice(SCORE_PROXIES), "eval_per_class": EXAMPLES_OR_ALL, "train_per_class": EXAMPLES_OR_ALL,
+        "eval_batch": BATCH, "lambda_examples": EXAMPLES,
+        **block("lambda_stage", {"steps": up_to(MAX_STEPS, low=0), "batch_size": BATCH, "lr": RATE}),
+        **block("finetune", {"steps": up_to(MAX_STEPS, low=0), "eval_every": STEPS, "batch_size": BATCH}),
         "finetune.lr_by_method.*": RATE,
         **block("standin", CLIP_STANDIN),
     },
     "nlg": {
         "methods": TASK_METHODS, "metric": TEXT, "lm": TEXT, "context": Choice(tuple(CONTEXTS)),
-        "pairs": ListOf(Choice(lambda cfg: cfg.task.demographics)),
+        "pairs": ListOf(Choice(lambda cfg: cfg.task.demographics), nonempty=True),
         "demographics.*.words": ListOf(WORD, length=2),
         "demographics.*.subject": Pattern(r"[^{}]*\{\}[^{}]*", "a phrase with one {} where the word goes",
                                           bad=("The person", "{} {}", None)),
-        "demographics.*.word_lists": FLAG, "capitalized": FLAG, "general_words": ListOf(WORD),
-        "samples_per_context": SIZE, "max_new_tokens": SIZE, "top_k": SIZE, "chunk": SIZE,
-        "regard": TEXT, "regard_mask": FLAG, "regard_standin.layers": ListOf(COUNT),
-        "regard_standin.C": ListOf(RATE), "bootstrap": SIZE,
+        "demographics.*.word_lists": FLAG, "capitalized": FLAG, "general_words": ListOf(WORD, nonempty=True),
+        "samples_per_context": SAMPLES, "max_new_tokens": LENGTH, "top_k": up_to(MAX_VOCAB), "chunk": LENGTH,
+        "regard": TEXT, "regard_mask": FLAG, "regard_standin.layers": ListOf(up_to(MAX_LAYERS, low=0), nonempty=True),
+        "regard_standin.C": ListOf(RATE, nonempty=True), "bootstrap": SAMPLES,
     },
     "cnn": {
         "methods": TASK_METHODS, "metric": TEXT,
         "model": Choice(lambda cfg: cfg.task.pretrain),  # a model with its own pretraining block
         "weights": Choice(("auto", "imagenet", "scratch", "random")), "data_root": Text(nullable=True),
-        "default_proxy": Choice(SCORE_PROXIES), "rotation_seed": SEED, "eval_per_class": SIZE_OR_NULL,
-        "train_per_class": SIZE_OR_NULL, "eval_batch": SIZE, "lambda_examples": SIZE,
+        "default_proxy": Choice(SCORE_PROXIES), "rotation_seed": SEED, "eval_per_class": EXAMPLES_OR_ALL,
+        "train_per_class": EXAMPLES_OR_ALL, "eval_batch": BATCH, "lambda_examples": EXAMPLES,
         **block("pretrain.*", CNN_PRETRAINING),
-        **block("imagenet_adapt", {**CNN_PRETRAINING, "input_size": Number(low=64, integer=True)}),  # AlexNet's stem
+        **block("imagenet_adapt", {**CNN_PRETRAINING, "input_size": up_to(MAX_LENGTH, low=64)}),  # AlexNet's stem
         **block("lambda_stage", CNN_TRAINING),
         **block("finetune", {**CNN_TRAINING, "layers": Choice(("all", "last2"))}),
         "protocol": Choice(("ours", "paper")),
-        **block("paper_protocol", {"epochs": SIZE, "examples_per_epoch": SIZE_OR_NULL, "batch_size": SIZE,
-                                   "lr": RATE, "momentum": FRACTION, "lambda_hidden": SIZE,
+        **block("paper_protocol", {"epochs": EPOCHS, "examples_per_epoch": EXAMPLES_OR_ALL, "batch_size": BATCH,
+                                   "lr": RATE, "momentum": FRACTION, "lambda_hidden": WIDTH,
                                    "lambda_dropout": Number(low=0, high=1, below=True),
                                    "bugs.test_from_train": FLAG, "bugs.argmin_max_prob": FLAG}),
     },
 }
 
+GPU_PRECISIONS = ("bf16", "fp16")
+
+
 def precisions(cfg: DictConfig) -> tuple[str, ...]:
     """Mixed precision on GPUs only: CPU runs stay fp32 and bit-reproducible."""
-    return ("bf16", "fp16", "fp32") if str(cfg.hardware.device).startswith("cuda") else ("fp32",)
+    return (*GPU_PRECISIONS, "fp32") if str(cfg.hardware.device).startswith("cuda") else ("fp32",)
 
 
-DEVICE = {"device": Pattern(r"cpu|cuda(:\d+)?", "cpu, cuda or cuda:<index>"), "threads": SIZE_OR_NULL,
-          "nproc": SIZE_OR_NULL,  # DDP processes; null: one per visible GPU
-          "precision": Choice(precisions)}
+class Precision(Choice):
+    """A GPU's precision asked of the CPU is not a typo: say that it needs a GPU."""
+
+    def problem(self, key, value, cfg):
+        if value in GPU_PRECISIONS and not self.allows(value, cfg):
+            return f"{key}={value} needs a GPU (hardware=cuda or multigpu); on the CPU only fp32"
+        return super().problem(key, value, cfg)
+
+
+DEVICE = {"device": Pattern(r"cpu|cuda(:\d+)?", "cpu, cuda or cuda:<index>"), "threads": PROCESSES_OR_AUTO,
+          "nproc": PROCESSES_OR_AUTO,  # DDP processes; null: one per visible GPU
+          "precision": Precision(precisions)}
 HARDWARE = dict.fromkeys(("cpu", "cuda", "multigpu"), DEVICE)
 LOGGERS = {
     "none": {},
@@ -382,19 +422,26 @@ LOGGERS = {
 RUN = {"seed": SEED, "fast": FLAG, "force": FLAG, "download": FLAG, "label": TEXT, "paper": Text(nullable=True),
        "paper_by_split": Text(nullable=True), "paper_by_split.*": Text(nullable=True),
        "paths.outputs": TEXT, "paths.data": TEXT}
+# Keys that equi.experiment.hydra_entry adds to a run's config, never typed (check_cli refuses them):
+# checked where present, not missing where absent.
+ADDED_BY_RUN = {"typed_over_fast": ListOf(Pattern(r"task\.[\w.]+", "a task.* key"), nonempty=True)}
 GROUPS = {"task": TASKS, "method": METHODS, "hardware": HARDWARE, "logger": LOGGERS}
 
-OPTIONAL_SIZE = Number(low=1, integer=True, nullable=True)
-SUBMITIT = {"_target_": TEXT, "submitit_folder": TEXT, "name": TEXT, "timeout_min": SIZE, "nodes": SIZE,
-            "tasks_per_node": SIZE, "gpus_per_node": Number(low=0, integer=True, nullable=True),
-            "cpus_per_task": OPTIONAL_SIZE, "mem_gb": OPTIONAL_SIZE, "stderr_to_stdout": FLAG}
+PROCESSES = up_to(MAX_PROCESSES)
+SUBMITIT = {"_target_": TEXT, "submitit_folder": TEXT, "name": TEXT,
+            "timeout_min": up_to(1_000_000),  # (240; a year is 525,600)
+            "nodes": PROCESSES, "tasks_per_node": PROCESSES, "gpus_per_node": up_to(MAX_PROCESSES, low=0, nullable=True),
+            "cpus_per_task": PROCESSES_OR_AUTO, "mem_gb": up_to(100_000, nullable=True),  # (32)
+            "stderr_to_stdout": FLAG}
 LAUNCHERS = {  # hydra/launcher=<name>: keys under hydra.launcher (checked by equi.config.check_cli)
     "submitit_local": SUBMITIT,
     "submitit_slurm": {**SUBMITIT, **dict.fromkeys(("partition", "qos", "comment", "constraint", "exclude", "gres",
                                                      "account", "mem_per_gpu", "mem_per_cpu"), Text(nullable=True)),
-                       "cpus_per_gpu": OPTIONAL_SIZE, "gpus_per_task": OPTIONAL_SIZE, "signal_delay_s": COUNT,
-                       "max_num_timeout": COUNT, "array_parallelism": SIZE, "additional_parameters": Options(),
-                       "additional_parameters.*": TEXT, "setup": ListOf(TEXT, nullable=True)},
+                       "cpus_per_gpu": PROCESSES_OR_AUTO, "gpus_per_task": PROCESSES_OR_AUTO,
+                       "signal_delay_s": up_to(100_000, low=0), "max_num_timeout": up_to(MAX_PROCESSES, low=0),
+                       "array_parallelism": up_to(10_000),  # (64)
+                       "additional_parameters": Options(), "additional_parameters.*": TEXT,
+                       "setup": ListOf(TEXT, nullable=True)},
 }
 
 
@@ -411,7 +458,7 @@ def rule_for(cfg: DictConfig, key: str) -> Rule | None:
         if group == "task" and inner.startswith("fast."):
             inner = inner[len("fast."):]
     else:
-        rules, inner = RUN, key
+        rules, inner = {**RUN, **ADDED_BY_RUN}, key
     if inner in rules:
         return rules[inner]
     parts = inner.split(".")

@@ -12,6 +12,7 @@ from typing import Any
 
 from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from .errors import one_line
@@ -24,6 +25,10 @@ class SweepSummary(Callback):
         self.rows: list[tuple[str, list[str], str, str]] = []  # (status, overrides, run dir, error)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        # A single run has no table. Reading a failed job's return_value prints Hydra's "Error executing
+        # job with overrides" line, and Hydra reads it (and prints the line) again after us.
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
         try:
             outcome = job_return.return_value
         except Exception as err:  # hydra_entry itself failed

@@ -17,7 +17,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from equi.config import compose_config, run_key  # noqa: E402
+from equi.config import compose_config, run_key, with_typed_over_fast  # noqa: E402
 
 
 def config_value(config: dict, dotted: str):
@@ -34,7 +34,7 @@ def is_stale(run_dir: Path, record: dict) -> bool:
         return False
     overrides = [o for o in yaml.safe_load(overrides_file.read_text()) or [] if not o.lstrip("+~").startswith("hydra")]
     try:
-        return run_key(compose_config(overrides)) != record["run_key"]
+        return run_key(with_typed_over_fast(compose_config(overrides), overrides)) != record["run_key"]
     except Exception:  # an override that no longer composes
         return True
 

@@ -135,7 +135,7 @@ def test_best_val_ends_on_the_checkpoint_of_best_validation_accuracy(fixture_dat
 @pytest.mark.parametrize("override,message", [
     ("task.architecture=seq2seq_papr", "unknown task.architecture 'seq2seq_papr'; choose one of: seq2seq, seq2seq_paper, gseq2seq"),
     ("task.pretrain.keep=best", "unknown task.pretrain.keep 'best'; choose one of: last, best_val"),
-    ("task.pretrain.val_every=0", "task.pretrain.val_every must be an integer ≥ 1, got 0"),
+    ("task.pretrain.val_every=0", "task.pretrain.val_every must be an integer in [1, 10000000], got 0"),
 ])
 def test_bad_model_settings_are_one_line(override, message):
     assert check_cli(["task=scan", override]) == message

@@ -8,18 +8,21 @@ decode 60,000 JPEGs again.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import torch
 from torchvision import datasets
+from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.io import ImageReadMode, decode_image
 from tqdm import tqdm
 
-from ..cache import save_atomically
-from ..errors import ConfigError, MissingAssetError
+from ..cache import load_cached, save_atomically
+from ..errors import ConfigError, DataError, MissingAssetError
 from ..groups.image import rot90
+from ..inputs import Fingerprints
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 SPLITS = ("train", "test")
@@ -42,31 +45,71 @@ def layout(root: Path) -> str:
 
 
 def _from_folder(root: Path, split: str, per_class: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    check_class_folders(root / split)
     folder = datasets.ImageFolder(root / split)
     if tuple(folder.classes) != CLASSES:
         raise MissingAssetError(f"{root / split} has classes {folder.classes}, expected the 10 CIFAR-10 classes")
     samples = first_per_class(folder.samples, per_class)
     images = torch.empty(len(samples), 3, 32, 32, dtype=torch.uint8)
     for i, (path, _) in enumerate(tqdm(samples, desc=f"decode CIFAR-10 {split}", unit="img", mininterval=2)):
-        image = decode_image(path, mode=ImageReadMode.RGB)
+        image = read_rgb(path)
         if image.shape != (3, 32, 32):
-            raise ValueError(f"{path}: expected a 32×32 RGB image, got {tuple(image.shape)}")
+            raise DataError(f"{path}: expected a 32×32 RGB image, got {tuple(image.shape)}")
         images[i] = image
     return images, torch.tensor([label for _, label in samples])
+
+
+def check_class_folders(folder: Path) -> None:
+    """Each class folder holds an image: torchvision's ImageFolder would stop on an empty one
+    without naming its path."""
+    for class_folder in sorted(p for p in folder.iterdir() if p.is_dir()):
+        if not any(f.name.lower().endswith(IMG_EXTENSIONS) for f in class_folder.rglob("*")):
+            raise DataError(f"{class_folder} has no images ({', '.join(IMG_EXTENSIONS)})")
+
+
+def read_rgb(path: str | Path) -> torch.Tensor:
+    """An image file decoded as (3, H, W) uint8 RGB; one that cannot be read or decoded is a
+    DataError naming it (torchvision's errors name no file)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise DataError(f"cannot read {path}: {err.strerror or err}") from None
+    if not data:
+        raise DataError(f"{path}: not a readable image (empty file)")
+    try:
+        return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+    except RuntimeError as err:  # torchvision says "<function>, <source file>:<line>, <reason>. <advice>"
+        reason = re.sub(r"^\w+, \S+:\d+, ", "", str(err).strip()).splitlines()[0].split(". ")[0]
+        raise DataError(f"{path}: not a readable image ({reason})") from None
 
 
 def from_release(release_class: type, folder: str, root: Path, split: str,
                  per_class: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """A split of torchvision's CIFAR-10 or CIFAR-100 release (`release_class`, unpacked into
     root/folder) as uint8 (N, 3, 32, 32) images and labels."""
-    try:
-        release = release_class(root, train=split == "train", download=False)
-    except RuntimeError as err:  # torchvision checks the release's md5 sums
-        raise MissingAssetError(f"{root / folder}: {err}") from None
+    check_release(release_class, root / folder)
+    release = release_class(root, train=split == "train", download=False)
     samples = first_per_class(list(enumerate(release.targets)), per_class)
     index = [i for i, _ in samples]
     images = torch.from_numpy(np.ascontiguousarray(release.data[index])).permute(0, 3, 1, 2).contiguous()
     return images, torch.tensor([label for _, label in samples])
+
+
+def check_release(release_class: type, folder: Path) -> None:
+    """Each file of a torchvision release is there, readable and has its md5 sum: torchvision checks
+    them too, but its error names no file (and a file it cannot open is a traceback)."""
+    meta = release_class.meta
+    for name, md5 in release_class.train_list + release_class.test_list + [[meta["filename"], meta["md5"]]]:
+        path = folder / name
+        if not path.is_file():
+            raise MissingAssetError(f"{path} is missing from torchvision's {release_class.__name__} release")
+        try:
+            intact = datasets.cifar.check_integrity(str(path), md5)
+        except OSError as err:
+            raise DataError(f"cannot read {path}: {err.strerror or err}") from None
+        if not intact:
+            raise DataError(f"{path}: md5 check failed, so the {release_class.__name__} release in {folder} is "
+                            f"damaged; remove it and fetch it again (`python run.py data {release_class.__name__.lower()}`)")
 
 
 def first_per_class(samples: list, per_class: int | None) -> list:
@@ -82,20 +125,31 @@ def first_per_class(samples: list, per_class: int | None) -> list:
     return kept
 
 
-def load(root: str | Path, split: str, per_class: int | None = None,
-         cache_dir: Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def fingerprint(root: Path, split: str, prints: Fingerprints) -> str:
+    """The fingerprint of the files a split is read from (see equi.inputs)."""
+    if layout(root) == "folder":
+        return prints.folder(root / split)
+    names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+    return prints.files([root / BINARY_FOLDER / name for name in names + ["batches.meta"]], root)
+
+
+def load(root: str | Path, split: str, per_class: int | None = None, cache_dir: Path | None = None,
+         prints: Fingerprints | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Images (N, 3, 32, 32) uint8 and labels (N,) of a CIFAR-10 split, optionally the first
-    `per_class` of each class; decoded once and cached under cache_dir when one is given."""
+    `per_class` of each class; decoded once and cached under cache_dir when one is given, keyed by
+    the split files' fingerprint (from `prints`, or the store under cache_dir)."""
     if split not in SPLITS:
         raise ConfigError(f"unknown CIFAR-10 split {split!r}; choose one of: {', '.join(SPLITS)}")
     root = Path(root).expanduser().resolve()
     kind = layout(root)
     cached = None
     if cache_dir is not None:
-        key = hashlib.sha1(f"{root}|{kind}|{split}|{per_class}".encode()).hexdigest()[:10]
+        prints = prints or Fingerprints(cache_dir)
+        key = hashlib.sha1(f"{root}|{kind}|{split}|{per_class}|{fingerprint(root, split, prints)}".encode()).hexdigest()[:10]
+        prints.save()
         cached = Path(cache_dir) / "cifar" / f"{split}-{per_class or 'all'}-{key}.pt"
-        if cached.exists():
-            stored = torch.load(cached)
+        stored = load_cached(cached, torch.load)
+        if stored is not None:
             return stored["images"], stored["labels"]
     if kind == "folder":
         images, labels = _from_folder(root, split, per_class)

@@ -11,10 +11,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset, TensorDataset
 from torchvision import datasets
-from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2 import functional as TF
 
 from ..errors import ConfigError, MissingAssetError
+from ..inputs import Fingerprints
 from . import catalog, cifar
 
 DATASETS = ("cifar10", "cifar100", "imagenetv2")
@@ -55,6 +55,18 @@ def missing(dataset: str, root: Path) -> str | None:
             "(`python run.py data imagenetv2` fetches the release); set task.data_root")
 
 
+def fingerprint(dataset: str, root: Path, prints: Fingerprints) -> str:
+    """One fingerprint of every split of `dataset` in `root` (see equi.inputs)."""
+    problem = missing(dataset, root)
+    if problem:
+        raise MissingAssetError(problem)
+    if dataset == "cifar10":
+        return " ".join(cifar.fingerprint(root, split, prints) for split in cifar.SPLITS)
+    if dataset == "cifar100":
+        return prints.files([root / CIFAR100_FOLDER / name for name in ("train", "test", "meta")], root)
+    return prints.folder(root)
+
+
 class ImageNetV2(Dataset):
     """ImageNet-V2 images decoded on access, the shorter side resized to `size` and centre-cropped."""
 
@@ -69,12 +81,13 @@ class ImageNetV2(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[i]
-        image = decode_image(str(path), mode=ImageReadMode.RGB)
+        image = cifar.read_rgb(path)
         image = TF.resize(image, self.size, interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
         return TF.center_crop(image, [self.size, self.size]), label
 
 
-def load(dataset: str, root: Path, split: str, per_class: int | None, size: int, cache_dir: Path | None) -> Dataset:
+def load(dataset: str, root: Path, split: str, per_class: int | None, size: int, cache_dir: Path | None,
+         prints: Fingerprints | None = None) -> Dataset:
     """A split as (uint8 image (3, H, W), label) pairs; CIFAR stays at 32×32 (the model resizes)."""
     if dataset == "imagenetv2" and split == "train":
         raise ConfigError("ImageNet-V2 has no training split; finetune on task.dataset=cifar100 (as the paper does)")
@@ -82,7 +95,7 @@ def load(dataset: str, root: Path, split: str, per_class: int | None, size: int,
     if problem:
         raise MissingAssetError(problem)
     if dataset == "cifar10":
-        return TensorDataset(*cifar.load(root, split, per_class, cache_dir))
+        return TensorDataset(*cifar.load(root, split, per_class, cache_dir, prints))
     if dataset == "imagenetv2":
         return ImageNetV2(root, size, per_class)
     return TensorDataset(*cifar.from_release(datasets.CIFAR100, CIFAR100_FOLDER, root, split, per_class))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ConfigError, MissingAssetError
+from ..errors import ConfigError, DataError, MissingAssetError
 
 SPLITS = {  # name -> (train file, test file), relative to the release root
     "simple": ("simple_split/tasks_train_simple.txt", "simple_split/tasks_test_simple.txt"),
@@ -24,6 +24,8 @@ PAD, EOS, SOS = "<pad>", "<eos>", "<sos>"
 COMMANDS = [PAD, EOS, "walk", "look", "run", "jump", "turn", "left", "right", "around", "opposite", "twice", "thrice", "and", "after"]
 ACTIONS = [PAD, SOS, EOS, "I_WALK", "I_LOOK", "I_RUN", "I_JUMP", "I_TURN_LEFT", "I_TURN_RIGHT"]
 PAD_ID, EOS_IN, SOS_ID, EOS_OUT = 0, COMMANDS.index(EOS), ACTIONS.index(SOS), ACTIONS.index(EOS)
+COMMAND_WORDS = [w for w in COMMANDS if w not in (PAD, EOS, SOS)]  # what a release file may say
+ACTION_WORDS = [w for w in ACTIONS if w not in (PAD, EOS, SOS)]
 
 
 @dataclass
@@ -66,16 +68,37 @@ def decode(ids: torch.Tensor, vocab: list[str] = ACTIONS, eos: int = EOS_OUT) ->
 
 
 def parse(path: Path) -> Pairs:
+    """The pairs of a release file. Every line and word is checked here, so that a broken file stops
+    the run before any training with a DataError naming the file and the line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise DataError(f"cannot read {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text (byte {err.start})") from None
     commands, actions = [], []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         if not line.startswith("IN: ") or " OUT: " not in line:
-            raise ValueError(f"{path}:{number}: expected 'IN: … OUT: …', got {line[:60]!r}")
-        command, action = line[4:].split(" OUT: ")
-        commands.append(command.split())
-        actions.append(action.split())
+            raise DataError(f"{path}:{number}: expected 'IN: … OUT: …', got {line[:60]!r}")
+        if line.count(" OUT: ") > 1:
+            raise DataError(f"{path}:{number}: expected one ' OUT: ', got {line.count(' OUT: ')}")
+        command, action = (side.split() for side in line[4:].split(" OUT: "))
+        check_words(command, COMMAND_WORDS, "command", f"{path}:{number}")
+        check_words(action, ACTION_WORDS, "action", f"{path}:{number}")
+        commands.append(command)
+        actions.append(action)
+    if not commands:
+        raise DataError(f"{path}: no 'IN: … OUT: …' lines")
     return Pairs(commands, actions)
+
+
+def check_words(words: list[str], known: list[str], kind: str, where: str) -> None:
+    """A word without a token id would otherwise stop the run only when a batch is encoded, unnamed."""
+    for word in words:
+        if word not in known:
+            raise DataError(f"{where}: word {word!r} is not in the SCAN {kind} vocabulary (known: {', '.join(known)})")
 
 
 def split_files(split: str) -> tuple[str, str]:

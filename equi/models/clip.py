@@ -20,7 +20,7 @@ from huggingface_hub.constants import HF_HUB_CACHE
 from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
 from torch import nn
 
-from ..cache import save_atomically
+from ..cache import load_cached, save_atomically
 from ..data.download import hub_reachable, online
 from ..data.prompts import template_texts
 from ..errors import ConfigError, MissingAssetError, one_line
@@ -76,6 +76,11 @@ def where_weights_go(name: str, tag: str) -> str:
     return f"~/.cache/clip/{cfg['url'].rsplit('/', 1)[-1]}"
 
 
+def missing_weights(name: str, tag: str) -> MissingAssetError:
+    return MissingAssetError(f"CLIP weights {name}/{tag} are not cached: put them at {where_weights_go(name, tag)}, "
+                             "or set task.checkpoint=/path/to/file; with a network and download=true open_clip fetches them")
+
+
 def load_pretrained(name: str, tag: str, checkpoint: str | None, download: bool) -> tuple[nn.Module, str]:
     """open_clip's `name` with the weights of `tag` (or a local checkpoint file), and the file they came from."""
     cfg = pretrained_cfg(name, tag)
@@ -88,10 +93,7 @@ def load_pretrained(name: str, tag: str, checkpoint: str | None, download: bool)
     if path is not None:
         return open_clip.create_model(name, pretrained=path, force_quick_gelu=quick_gelu), path
     if not download:
-        raise MissingAssetError(
-            f"CLIP weights {name}/{tag} are not cached: put them at {where_weights_go(name, tag)}, "
-            f"or set task.checkpoint=/path/to/file; with a network and download=true open_clip fetches them"
-        )
+        raise missing_weights(name, tag)
     logging.disable(logging.ERROR)  # open_clip also logs a failed download; our one line says it
     try:
         model = open_clip.create_model(name, pretrained=tag, force_quick_gelu=quick_gelu)
@@ -188,8 +190,9 @@ def zero_shot_weights(model: nn.Module, classnames, templates, weights_id: str |
     if weights_id is not None:
         key = json.dumps([weights_id, list(classnames), template_texts(templates)])
         path = Path(cache_dir) / "clip" / "heads" / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.pt"
-        if path.exists():
-            return torch.load(path, map_location=device)
+        stored = load_cached(path, lambda p: torch.load(p, map_location=device))
+        if stored is not None:
+            return stored
     weights = open_clip.build_zero_shot_classifier(
         model, tokenizer_for(model), list(classnames), list(templates), device=device, use_tqdm=True)
     if path is not None:

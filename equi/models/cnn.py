@@ -109,10 +109,15 @@ def cifar_model(arch: str, num_classes: int = 10) -> Classifier:
 IMAGENET_WEIGHTS = {"resnet18": models.ResNet18_Weights.IMAGENET1K_V1, "alexnet": models.AlexNet_Weights.IMAGENET1K_V1}
 
 
+def imagenet_weights_file(arch: str) -> Path:
+    """Where torchvision keeps (and looks for) the ImageNet weights of `arch`."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_WEIGHTS[arch].url.rsplit("/", 1)[-1]
+
+
 def imagenet_state_dict(arch: str, download: bool = True) -> dict:
     """torchvision's ImageNet weights: from the torch hub cache, else (download) downloaded into it."""
     weights = IMAGENET_WEIGHTS[arch]
-    cache = Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
+    cache = imagenet_weights_file(arch)
     if not download and not cache.is_file():
         raise MissingAssetError(f"ImageNet weights for {arch} are not in {cache} and download=false")
     try:

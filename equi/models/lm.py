@@ -115,6 +115,28 @@ def hub(name: str, download: bool):
                                 f"({hub_folder(name)}); {how}") from err
 
 
+def hub_snapshot(name: str) -> str:
+    """A hub model as the commit of its cached snapshot, or as still to be downloaded."""
+    from huggingface_hub import try_to_load_from_cache
+
+    config = try_to_load_from_cache(name, "config.json")
+    return f"hub {name}@{Path(config).parent.name}" if isinstance(config, str) else f"hub {name} (to download)"
+
+
+def fingerprint(spec: str, prints) -> str:
+    """What ``task.lm`` reads, as results.json's inputs name it (`prints`: an equi.inputs.Fingerprints)."""
+    if spec == "tiny-gpt2":  # random weights from the run's seed; only the tokenizer is read
+        files = [package_file(GPT2_BPE[0], name) for name in GPT2_BPE[1:]]
+        return f"tiny-gpt2 {prints.files(files, files[0].parent)}"
+    if spec == "smollm2":
+        return f"smollm2 {prints.file(package_file(*SMOLLM2))}"
+    if Path(spec).expanduser().is_dir():
+        return f"folder {prints.folder(spec)}"
+    if spec.startswith(("/", ".", "~")) or spec.count("/") > 1:
+        raise MissingAssetError(f"language model folder {spec} does not exist")
+    return hub_snapshot(spec)
+
+
 def load(spec: str, cache_dir: Path, download: bool = False, seed: int = 0):
     """(model in eval mode, tokenizer) for ``task.lm``."""
     if spec == "tiny-gpt2":

@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..cache import checkpoint_path, save_atomically
+from ..cache import checkpoint_path, load_cached, save_atomically
 from ..data.download import hub_reachable
 from ..errors import MissingAssetError
 
@@ -30,7 +30,7 @@ SPLITS = ("train_other", "dev", "test")
 
 
 def read_annotations(folder: Path, split: str) -> tuple[list[str], np.ndarray]:
-    path = folder / f"{split}.tsv"
+    path = annotation_files(folder)[SPLITS.index(split)]
     if not path.is_file():
         raise MissingAssetError(f"regard annotations {path} are missing (Sheng et al.'s data/regard/, label<TAB>sentence)")
     rows = [line.split("\t", 1) for line in path.read_text().splitlines() if line.strip()]
@@ -137,13 +137,19 @@ class StandinRegard:
         return cls(features, clf, layer, report)
 
 
-def standin(lm, tokenizer, lm_name: str, folder: Path, cache_dir: Path, grid: dict) -> StandinRegard:
-    """The stand-in for this LM, from the cache or trained (seconds) and cached with its accuracy."""
+def annotation_files(folder: Path) -> list[Path]:
+    return [folder / f"{split}.tsv" for split in SPLITS]
+
+
+def standin(lm, tokenizer, lm_name: str, folder: Path, cache_dir: Path, grid: dict,
+            made_from: dict | None = None) -> StandinRegard:
+    """The stand-in for this LM, from the cache or trained (seconds) and cached with its accuracy;
+    keyed by `made_from` too (the fingerprints of the LM and the annotations)."""
     features = LMFeatures(lm, tokenizer)
-    path = checkpoint_path(cache_dir, "nlg", "regard-standin", {"lm": lm_name, **grid}, 0, ".pkl")
-    if path.exists():
-        clf, layer, report = pickle.loads(path.read_bytes())
-        return StandinRegard(features, clf, layer, report)
+    path = checkpoint_path(cache_dir, "nlg", "regard-standin", {"lm": lm_name, **grid}, 0, ".pkl", made_from)
+    stored = load_cached(path, lambda p: pickle.loads(p.read_bytes()))
+    if stored is not None:
+        return StandinRegard(features, *stored)
     scorer = StandinRegard.fit(features, folder, grid)
     save_atomically(path, lambda tmp: tmp.write_bytes(pickle.dumps((scorer.clf, scorer.layer, scorer.report))))
     save_atomically(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(scorer.report, indent=1)))

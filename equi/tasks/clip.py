@@ -20,15 +20,16 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .. import distributed, hardware, methods
-from ..cache import cached, checkpoint_path, save_atomically
+from ..cache import checkpoint_path, load_cached, save_atomically
 from ..data import cifar, imagesets
 from ..data.prompts import CIFAR10_CLASSES, CIFAR_TEMPLATES, PROMPTS
 from ..errors import ConfigError, MissingAssetError
 from ..experiment import RunContext
 from ..groups import FiniteGroup, image
 from ..models import clip_standin
-from ..models.clip import (ImageEncoder, Preprocess, ZeroShotHead, cached_weights, load_pretrained, preprocess_cfg,
-                           random_clip, standin_clip, weights_file_id, weights_reachable, zero_shot_weights)
+from ..models.clip import (ImageEncoder, Preprocess, ZeroShotHead, cached_weights, load_pretrained, missing_weights,
+                           preprocess_cfg, random_clip, standin_clip, weights_file_id, weights_reachable,
+                           zero_shot_weights)
 from ..operator import EquivariantWrapper, outputs_collecting_weights
 from ..weighting import Featurized
 
@@ -91,20 +92,21 @@ def train_steps(net: nn.Module, params: list[nn.Parameter], batches, steps: int,
 def standin(task: DictConfig, ctx: RunContext) -> tuple[nn.Module, str, str]:
     """The offline stand-in, trained on upright CIFAR-10 once and cached under outputs/cache/clip."""
     settings = task.standin
-    path = checkpoint_path(ctx.cache_dir, "clip", "standin", settings, settings.seed, ".pt")
+    root = imagesets.ensure_root("cifar10", task.data_root if task.dataset == "cifar10" else None, ctx.data_dir,
+                                 ctx.download).expanduser().resolve()
+    path = checkpoint_path(ctx.cache_dir, "clip", "standin", settings, settings.seed, ".pt",
+                           {"cifar10": imagesets.fingerprint("cifar10", root, ctx.fingerprints)})
     model = standin_clip(OmegaConf.to_container(settings.model, resolve=True)).to(ctx.device)
-    if cached(path):
-        stored = torch.load(path, map_location=ctx.device)
+    stored = load_cached(path, lambda p: torch.load(p, map_location=ctx.device))
+    if stored is not None:
         model.load_state_dict(stored["state_dict"])
         return (model.eval(), f"standin (cache; upright CIFAR-10 zero-shot {stored['upright_accuracy']:.1f}%)",
                 weights_file_id(path))
-    root = imagesets.ensure_root("cifar10", task.data_root if task.dataset == "cifar10" else None, ctx.data_dir,
-                                 ctx.download)
-    images, labels = cifar.load(root, "train", settings.per_class, ctx.cache_dir)
+    images, labels = cifar.load(root, "train", settings.per_class, ctx.cache_dir, ctx.fingerprints)
     start = time.perf_counter()
     model = clip_standin.train(settings, images, labels, ctx.device)
     minutes = (time.perf_counter() - start) / 60
-    test = imagesets.load("cifar10", root, "test", settings.eval_per_class, 32, ctx.cache_dir)
+    test = imagesets.load("cifar10", root, "test", settings.eval_per_class, 32, ctx.cache_dir, ctx.fingerprints)
     head = ZeroShotHead(zero_shot_weights(model, CIFAR10_CLASSES, CIFAR_TEMPLATES, None, ctx.cache_dir, ctx.device),
                         1.0, probabilities=False)
     upright, _ = accuracy(nn.Sequential(ImageEncoder(model.visual), head), DataLoader(test, batch_size=500),
@@ -116,17 +118,42 @@ def standin(task: DictConfig, ctx: RunContext) -> tuple[nn.Module, str, str]:
     return model, f"standin (trained; upright CIFAR-10 zero-shot {upright:.1f}%)", weights_file_id(path)
 
 
-def load_clip(task: DictConfig, ctx: RunContext) -> tuple[nn.Module, str, str | None]:
-    """(CLIP, which weights, an id for caching its zero-shot heads; None for random weights). auto:
-    the real weights when they are cached or given, when open_clip can download them (download=true
-    and their host answers), or when the dataset is not CIFAR-10 (then a missing file is the error);
-    else the stand-in."""
+def weights_choice(task: DictConfig, ctx: RunContext) -> tuple[str, str | None, bool]:
+    """("random", "real" or "standin"; the weights file given or cached, if any; whether open_clip
+    would download them). auto: the real weights when they are cached or given, when open_clip can
+    download them (download=true and their host answers), or when the dataset is not CIFAR-10
+    (then a missing file is the error); else the stand-in."""
     if task.weights == "random":
-        return random_clip(task.model).to(ctx.device).eval(), f"{task.model} random", None
+        return "random", None, False
     given = task.checkpoint or cached_weights(task.model, task.pretrained)
     download = ctx.download and not given and weights_reachable(task.model, task.pretrained)
     real = task.weights == "pretrained" or task.weights == "auto" and (task.dataset != "cifar10" or given or download)
-    if real:
+    return ("real" if real else "standin"), given, download
+
+
+def inputs(cfg: DictConfig, ctx: RunContext) -> dict:
+    """The dataset's files and the weights, as the first word of the metrics' `weights` names them."""
+    task = cfg.task
+    root = imagesets.ensure_root(task.dataset, task.data_root, ctx.data_dir, ctx.download)
+    found = {task.dataset: imagesets.fingerprint(task.dataset, root.expanduser().resolve(), ctx.fingerprints)}
+    kind, given, download = weights_choice(task, ctx)
+    if kind == "random":
+        return {**found, "weights": f"{task.model} random"}
+    if kind == "standin":
+        return {**found, "weights": "standin"}
+    if given and Path(given).is_file():
+        return {**found, "weights": f"{task.model}/{task.pretrained} {ctx.fingerprints.file(given)}"}
+    if not download and not task.checkpoint:  # said before any work
+        raise missing_weights(task.model, task.pretrained)
+    return {**found, "weights": f"{task.model}/{task.pretrained} (to download)"}
+
+
+def load_clip(task: DictConfig, ctx: RunContext) -> tuple[nn.Module, str, str | None]:
+    """(CLIP, which weights, an id for caching its zero-shot heads; None for random weights); see weights_choice."""
+    kind, given, download = weights_choice(task, ctx)
+    if kind == "random":
+        return random_clip(task.model).to(ctx.device).eval(), f"{task.model} random", None
+    if kind == "real":
         model, path = load_pretrained(task.model, task.pretrained, task.checkpoint, download)
         weights_id = f"{task.model}|{task.pretrained}|{weights_file_id(path) if Path(path).is_file() else path}"
         return model.to(ctx.device).eval(), f"{task.model}/{task.pretrained} ({path})", weights_id
@@ -194,6 +221,15 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
         raise ConfigError("ImageNet-V2 has no training split for λ's stage or finetuning; use task.dataset=cifar100 "
                           "(as the paper does)")
 
+    # The CIFARs stay 32×32 whatever the model's input size, so they are decoded first: a bad file stops
+    # the run before CLIP loads or a stand-in trains.
+    training = task.finetune.steps > 0 or method.name == "lambda"
+    if task.dataset != "imagenetv2":
+        test = imagesets.load(task.dataset, root, "test", task.eval_per_class, 32, ctx.cache_dir, ctx.fingerprints)
+        if training:
+            train = imagesets.load(task.dataset, root, "train", task.train_per_class, 32, ctx.cache_dir,
+                                       ctx.fingerprints)
+
     hardware.fixed_input_shapes()
     start = time.perf_counter()
     model, source, weights_id = load_clip(task, ctx)
@@ -210,15 +246,14 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
                        encoder=encoder, feature_dim=class_embeddings.shape[0], default_proxy=task.default_proxy)
     net = net.to(ctx.device)
 
-    test = imagesets.load(task.dataset, root, "test", task.eval_per_class, size, ctx.cache_dir)
+    if task.dataset == "imagenetv2":  # decoded on access, at the model's input size
+        test = imagesets.load(task.dataset, root, "test", task.eval_per_class, size, ctx.cache_dir)
     loader = DataLoader(test, batch_size=task.eval_batch, num_workers=2 if task.dataset == "imagenetv2" else 0)
     test_elements = draw_elements(len(test), transform.order, task.transform_per, task.eval_batch,
                                   torch.Generator().manual_seed(task.transform_seed))  # the same for every method and seed
     generator = torch.Generator().manual_seed(cfg.seed)
     name = "standin" if source.startswith("standin") else task.model
     desc = f"{name} {method.name} seed {cfg.seed}"
-    if task.finetune.steps > 0 or method.name == "lambda":
-        train = imagesets.load(task.dataset, root, "train", task.train_per_class, size, ctx.cache_dir)
     if method.name == "lambda":  # paper D.4: train λ with CLIP frozen, then freeze λ
         stage = task.lambda_stage
         train_steps(net, list(net.weighting.parameters()), cycle_shuffled(train, stage.batch_size, generator),

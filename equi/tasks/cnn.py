@@ -18,12 +18,14 @@ from torch import nn
 from tqdm import tqdm
 
 from .. import distributed, hardware, methods
-from ..cache import cached, checkpoint_path, save_atomically
+from ..cache import checkpoint_path, load_cached, save_atomically
 from ..data import cifar, imagesets
+from ..data.download import online
 from ..errors import MissingAssetError, blame_user
 from ..experiment import RunContext
 from ..groups import image
-from ..models.cnn import Classifier, cifar_model, imagenet_model, imagenet_state_dict
+from ..models.cnn import (IMAGENET_WEIGHTS, Classifier, cifar_model, imagenet_model, imagenet_state_dict,
+                          imagenet_weights_file)
 from ..operator import outputs_collecting_weights
 
 
@@ -93,16 +95,44 @@ def load(task: DictConfig, ctx: RunContext, split: str, per_class: int | None) -
     """A CIFAR-10 split from task.data_root (default: <paths.data>/cifar10, fetched when missing)."""
     root = imagesets.ensure_root("cifar10", task.data_root, ctx.data_dir, ctx.download)
     with blame_user(f"CIFAR-10 in {root}"):
-        return cifar.load(root, split, per_class, ctx.cache_dir)
+        return cifar.load(root, split, per_class, ctx.cache_dir, ctx.fingerprints)
 
 
-def trained_on_upright(model: Classifier, stem: str, settings: DictConfig, task: DictConfig,
-                       ctx: RunContext) -> tuple[Classifier, str]:
-    """`model` trained on upright CIFAR-10 with `settings`, cached under outputs/cache/cnn."""
-    path = checkpoint_path(ctx.cache_dir, "cnn", stem, settings, settings.seed, ".pt")
+def cifar_root(task: DictConfig, ctx: RunContext):
+    return imagesets.ensure_root("cifar10", task.data_root, ctx.data_dir, ctx.download).expanduser().resolve()
+
+
+def weights_read(task: DictConfig, ctx: RunContext) -> str:
+    """What `pretrained` starts from, as results.json's inputs name it (the first word as its
+    metrics' `weights` do)."""
+    if task.weights == "random":
+        return "random"
+    if task.weights in ("auto", "imagenet"):
+        file = imagenet_weights_file(task.model)
+        if file.is_file():
+            return f"imagenet+cifar10 {task.model} {ctx.fingerprints.file(file)}"
+        if task.weights == "imagenet" or ctx.download and online(IMAGENET_WEIGHTS[task.model].url):
+            return f"imagenet+cifar10 {task.model} (to download)"
+    return "cifar10-scratch"
+
+
+def inputs(cfg: DictConfig, ctx: RunContext) -> dict:
+    root = cifar_root(cfg.task, ctx)
+    return {**{f"cifar10/{split}": cifar.fingerprint(root, split, ctx.fingerprints) for split in cifar.SPLITS},
+            "weights": weights_read(cfg.task, ctx)}
+
+
+def trained_on_upright(model: Classifier, stem: str, settings: DictConfig, task: DictConfig, ctx: RunContext,
+                       start: str | None = None) -> tuple[Classifier, str]:
+    """`model` trained on upright CIFAR-10 with `settings`, cached under outputs/cache/cnn by them,
+    the training images' fingerprint and that of the weights it started from (`start`), if any."""
+    made_from = {"train": cifar.fingerprint(cifar_root(task, ctx), "train", ctx.fingerprints)}
+    path = checkpoint_path(ctx.cache_dir, "cnn", stem, settings, settings.seed, ".pt",
+                           {**made_from, "start": start} if start else made_from)
     model = model.to(ctx.device)
-    if cached(path):
-        model.load_state_dict(torch.load(path, map_location=ctx.device)["state_dict"])
+    stored = load_cached(path, lambda p: torch.load(p, map_location=ctx.device))
+    if stored is not None:
+        model.load_state_dict(stored["state_dict"])
         return model.eval(), "cache"
     images, labels = load(task, ctx, "train", settings.per_class)
     generator = torch.Generator().manual_seed(settings.seed)
@@ -128,7 +158,8 @@ def pretrained(task: DictConfig, ctx: RunContext) -> tuple[Classifier, str]:
             print(f"note: {err}; using CIFAR-10 weights trained from scratch")
         else:
             model = imagenet_model(task.model, input_size=task.imagenet_adapt.input_size, state_dict=state)
-            model, how = trained_on_upright(model, f"{task.model}-imagenet-norm", task.imagenet_adapt, task, ctx)
+            model, how = trained_on_upright(model, f"{task.model}-imagenet-norm", task.imagenet_adapt, task, ctx,
+                                            ctx.fingerprints.file(imagenet_weights_file(task.model)))
             return model, f"imagenet+cifar10 ({how})"
     model, how = trained_on_upright(cifar_model(task.model), f"{task.model}-scratch", task.pretrain[task.model], task, ctx)
     return model, f"cifar10-scratch ({how})"
@@ -160,14 +191,14 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
         from . import cnn_paper  # it builds on this module's loaders
 
         return cnn_paper.run(cfg, ctx)
+    test_images, test_labels = load(task, ctx, "test", task.eval_per_class)  # first: a bad image stops the run
+    train_images, train_labels = load(task, ctx, "train", task.train_per_class)  # before any training
     start = time.perf_counter()
     model, source = pretrained(task, ctx)
     pretrain_s = time.perf_counter() - start
-    test_images, test_labels = load(task, ctx, "test", task.eval_per_class)
     upright = evaluate(model, cifar.normalize(test_images, model.stats), test_labels, task.eval_batch, ctx.device, "upright test")[0]
     test_turns = cifar.quarter_turns(len(test_images), task.rotation_seed)  # the same for every method and seed
     test_x = cifar.normalize(cifar.rotate(test_images, test_turns), model.stats)
-    train_images, train_labels = load(task, ctx, "train", task.train_per_class)
     encoder = model.backbone if method.name == "lambda" else None
     head = model.head if method.name == "lambda" else model
     net = methods.wrap(method, head, group=image.rot90(), invariant=True, encoder=encoder,

@@ -21,7 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .. import hardware, methods
-from ..cache import cached, save_atomically
+from ..cache import load_cached, save_atomically
 from ..data import cifar
 from ..experiment import RunContext
 from ..groups import image
@@ -68,12 +68,15 @@ def orbit_features(trunk: Backbone, images: torch.Tensor, stats: tuple, batch: i
 def cached_features(trunk: Backbone, trunk_key: str, stats: tuple, split: str, per_class: int | None,
                     task: DictConfig, ctx: RunContext) -> tuple[torch.Tensor, torch.Tensor, str]:
     """orbit_features of a CIFAR-10 split and its labels, cached under outputs/cache/cnn/features
-    by `trunk_key` (weights_digest of the trunk, its input size and statistics) and the images chosen."""
-    key = hashlib.sha1(repr((trunk_key, str(task.data_root or ctx.data_dir), split, per_class)).encode()).hexdigest()[:10]
+    by `trunk_key` (weights_digest of the trunk, its input size and statistics) and the images chosen
+    (the split files' fingerprint and per_class)."""
+    images_key = cifar.fingerprint(cnn.cifar_root(task, ctx), split, ctx.fingerprints)
+    key = hashlib.sha1(repr((trunk_key, images_key, split, per_class)).encode()).hexdigest()[:10]
     path = ctx.cache_dir / "cnn" / "features" / f"{task.model}-{split}-{per_class or 'all'}-{key}.pt"
     images, labels = cnn.load(task, ctx, split, per_class)
-    if cached(path):
-        return torch.load(path), labels, "cache"
+    features = load_cached(path, torch.load)
+    if features is not None:
+        return features, labels, "cache"
     features = orbit_features(trunk, images, stats, task.eval_batch, ctx.device, f"trunk features, {split}")
     save_atomically(path, lambda tmp: torch.save(features, tmp))
     return features, labels, "computed"

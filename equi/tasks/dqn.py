@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from .. import envs  # noqa: F401 - registers equi/GridWorld-v0
 from .. import methods
-from ..cache import checkpoint_path, save_atomically
+from ..cache import checkpoint_path, load_cached, save_atomically
 from ..experiment import RunContext
 from ..groups import StateActionGroup, grid_rotations, reflection
 
@@ -52,8 +52,9 @@ class TqdmCallback(BaseCallback):
 def pretrained(env: str, spec: DictConfig, seed: int, ctx: RunContext) -> tuple[DQN, str]:
     """The DQN for (env, settings, seed): from the cache under outputs/, else trained and cached."""
     path = checkpoint_path(ctx.cache_dir, "dqn", env, spec, seed, ".zip")
-    if path.exists():
-        return DQN.load(path, device=ctx.device), "cache"
+    model = load_cached(path, lambda p: DQN.load(p, device=ctx.device))
+    if model is not None:
+        return model, "cache"
     model = DQN("MlpPolicy", gymnasium.make(spec.id), policy_kwargs={"net_arch": list(spec.net_arch)},
                 seed=seed, device=ctx.device, **spec.dqn)
     model.learn(spec.timesteps, callback=TqdmCallback(spec.timesteps, f"pretrain {env} seed {seed}"))

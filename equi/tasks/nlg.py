@@ -38,6 +38,7 @@ from ..groups import VocabularyGroup, token_swaps
 from ..models import lm as lms
 from ..models import regard as regards
 from ..operator import EquivariantWrapper
+from ..results import package_version, write_text_atomic
 from ..sampling import ChunkSampler, RankSampler, RegardProxy, sentence_text
 from ..sequence import StepwiseEquivariantDecoder
 from ..weighting import ProxyArgmin, RelaxedUniform, Uniform
@@ -113,8 +114,11 @@ def regard_scorer(task: DictConfig, model, tokenizer, ctx: RunContext):
     if task.regard == "vader":
         return regards.Vader()
     if task.regard == "standin":
-        return regards.standin(model, tokenizer, task.lm, ctx.data_dir / catalog.DATASETS["regard"].folder, ctx.cache_dir,
-                                OmegaConf.to_container(task.regard_standin))
+        folder = ctx.data_dir / catalog.DATASETS["regard"].folder
+        made_from = {"lm": lms.fingerprint(task.lm, ctx.fingerprints),
+                     "annotations": ctx.fingerprints.files(regards.annotation_files(folder), folder)}
+        return regards.standin(model, tokenizer, task.lm, folder, ctx.cache_dir,
+                                OmegaConf.to_container(task.regard_standin), made_from)
     return regards.HubRegard(task.regard, ctx.download, ctx.device)
 
 
@@ -142,6 +146,22 @@ def summarize(rows: list[dict], scorer_key: str, task: DictConfig, seed: int) ->
 
 def rows_subject(rows: list[dict], s: int) -> str:
     return next(r["subject_text"] for r in rows if r["subject"] == s)
+
+
+def inputs(cfg: DictConfig, ctx: RunContext) -> dict:
+    """The LM, the regard classifier's weights or annotations, and the word lists when used."""
+    task, prints = cfg.task, ctx.fingerprints
+    found = {"lm": lms.fingerprint(task.lm, prints)}
+    if any(task.demographics[p].word_lists for p in task.pairs):
+        found["gender_words"] = prints.folder(catalog.ensure("gender_words", ctx.data_dir, ctx.download))
+    if task.regard == "standin":
+        folder = catalog.ensure("regard", ctx.data_dir, ctx.download)
+        found["regard"] = f"standin {prints.files(regards.annotation_files(folder), folder)}"
+    elif task.regard == "vader":
+        found["regard"] = f"vader {package_version('vaderSentiment')}"
+    else:
+        found["regard"] = lms.hub_snapshot(task.regard)
+    return found
 
 
 def preflight(task: DictConfig, ctx: RunContext) -> None:
@@ -213,8 +233,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
         rows += pair_rows
     if not distributed.is_main():
         return {}
-    with samples.open("w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
+    write_text_atomic(samples, "".join(json.dumps(r) + "\n" for r in rows))
     tv = [p["regard"]["tv_distance"] for p in pairs.values()]
     positive = np.mean([r["regard"] == 1 for r in rows])
     return {"tv_distance": float(np.mean(tv)), "positive_fraction": float(positive), "pairs": pairs,

@@ -21,7 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .. import distributed, hardware, methods
-from ..cache import cached, checkpoint_path, save_atomically
+from ..cache import checkpoint_path, load_cached, save_atomically
 from ..data import catalog, scan as data
 from ..errors import ConfigError, blame_user
 from ..experiment import RunContext
@@ -220,8 +220,19 @@ def check_batches(task: DictConfig) -> None:
                               f"{distributed.world_size()} processes that share each batch; raise it or run fewer")
 
 
-def checkpoint_file(task: DictConfig, seed: int, cache_dir) -> Path:
-    """Where the pretrained model for (split, architecture, settings, seed) is cached."""
+def split_paths(task: DictConfig, ctx: RunContext) -> list[Path]:
+    """The split's train and test files, fetched into the data folder when missing."""
+    release = catalog.ensure("scan", ctx.data_dir, ctx.download, tuple(f"scan/{f}" for f in data.split_files(task.split)))
+    return [release / f for f in data.split_files(task.split)]
+
+
+def inputs(cfg: DictConfig, ctx: RunContext) -> dict:
+    return {f"scan/{path.parent.name}/{path.name}": ctx.fingerprints.file(path) for path in split_paths(cfg.task, ctx)}
+
+
+def checkpoint_file(task: DictConfig, seed: int, cache_dir, train_file: str | None = None) -> Path:
+    """Where the pretrained model for (split, architecture, settings, seed) is cached; made from
+    the training file with fingerprint `train_file` (see equi.cache.checkpoint_path)."""
     settings = OmegaConf.to_container(OmegaConf.masked_copy(task, ["split", "cell", "hidden", "dropout", "pretrain"]),
                                      resolve=True)
     if settings["pretrain"]["keep"] == "last":  # checkpoints made before early stopping keep their keys
@@ -230,19 +241,21 @@ def checkpoint_file(task: DictConfig, seed: int, cache_dir) -> Path:
         if settings["pretrain"][key] == before:
             del settings["pretrain"][key]
     return checkpoint_path(cache_dir, "scan", f"{CHECKPOINT_PREFIX[task.architecture]}{task.cell}-{task.split}",
-                           settings, seed, ".pt")
+                           settings, seed, ".pt", {"train_file": train_file} if train_file else None)
 
 
 def pretrained(task: DictConfig, train: data.Pairs, val: data.Pairs, seed: int,
                ctx: RunContext) -> tuple[Seq2Seq, str, dict | None]:
     """The pretrained model, cached under outputs/ (see checkpoint_file), and the checkpoint kept
     when keep=best_val (its examples and validation accuracy, kept beside it)."""
-    path = checkpoint_file(task, seed, ctx.cache_dir)
+    path = checkpoint_file(task, seed, ctx.cache_dir, ctx.fingerprints.file(split_paths(task, ctx)[0]))
     kept_file = path.with_suffix(".json")
     model = new_model(task).to(ctx.device)
-    if cached(path):
-        model.load_state_dict(torch.load(path, map_location=ctx.device))
-        return model.eval(), "cache", json.loads(kept_file.read_text()) if kept_file.exists() else None
+    state = load_cached(path, lambda p: torch.load(p, map_location=ctx.device))
+    kept = load_cached(kept_file, lambda p: json.loads(p.read_text())) if state is not None and kept_file.exists() else None
+    if state is not None and (kept is not None or task.pretrain.keep == "last"):
+        model.load_state_dict(state)
+        return model.eval(), "cache", kept
     kept = pretrain(model, train, val, task, seed, ctx.device, f"pretrain {task.cell} on {task.split} seed {seed}")
     if kept is not None:
         save_atomically(kept_file, lambda tmp: tmp.write_text(json.dumps(kept)))
@@ -286,8 +299,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
     task = cfg.task
     group = swap_group(task)
     release = catalog.ensure("scan", ctx.data_dir, ctx.download, tuple(f"scan/{f}" for f in data.split_files(task.split)))
-    with blame_user(f"SCAN data in {release}"):
-        train_file, test = data.load_split(release, task.split)
+    train_file, test = data.load_split(release, task.split)
     train, val = data.hold_out(train_file, task.pretrain.val_fraction, task.pretrain.split_seed)
     method = cfg.method
     finetuning = finetune_settings(task, method)
