@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import torch
 from omegaconf import DictConfig
 
 from .config import choices, compose_config
@@ -25,7 +24,7 @@ from .data.download import human, online
 from .errors import MissingAssetError, one_line
 from .models.clip import MODELS, cached_weights, weights_reachable, where_weights_go
 from .models import lm
-from .models.cnn import IMAGENET_WEIGHTS
+from .models.cnn import IMAGENET_WEIGHTS, imagenet_weights_file
 
 
 @dataclass
@@ -73,7 +72,7 @@ def scan_assets(cfg: DictConfig) -> list[Asset]:
 def cnn_assets(cfg: DictConfig) -> list[Asset]:
     rows = [dataset(cfg, "cifar10", cfg.task.data_root)]
     for model, weights in IMAGENET_WEIGHTS.items():
-        path = Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
+        path = imagenet_weights_file(model)
         rows.append(Asset(f"ImageNet {model} weights", path, path.exists(),
                           f"curl -fL --create-dirs -o {shlex.quote(str(path))} {weights.url}",
                           "optional: task.weights=auto trains from scratch without them", licence="BSD-3-Clause (torchvision)",

@@ -4,11 +4,15 @@ and sha256 beside them, and checked on load: a damaged one is moved aside and ma
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import pickle
+import zipfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -16,6 +20,8 @@ from . import distributed
 from .inputs import sha256_file
 
 T = TypeVar("T")
+DAMAGED = (EOFError, OSError, RuntimeError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile)  # what readers
+# (torch.load, pickle, json, stable-baselines3's zip) raise on a damaged file
 CHECK = ".sha256"  # <artefact>.sha256 holds "<sha256> <size>"
 CORRUPT = ".corrupt"
 
@@ -36,7 +42,10 @@ def checkpoint_path(cache_dir: Path, task: str, stem: str, settings: DictConfig 
     if distributed.is_main() and path.exists() and not keyed.exists():
         for old in path.parent.glob(f"{path.stem}.*"):  # with its .json and .sha256 companions
             if not old.name.endswith(CORRUPT):
-                os.replace(old, keyed.with_name(keyed.stem + old.name[len(path.stem):]))
+                try:
+                    os.replace(old, keyed.with_name(keyed.stem + old.name[len(path.stem):]))
+                except FileNotFoundError:  # a parallel run renamed it first
+                    pass
     return keyed
 
 
@@ -48,8 +57,17 @@ def check_file(path: Path) -> Path:
     return path.with_name(path.name + CHECK)
 
 
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold .<name>.lock: an artefact and its record are renamed, and checked, as one (two runs
+    may save the same artefact at once, from training that is not bit-for-bit repeatable)."""
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def save_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """write(tmp) beside path, then rename, then record its sha256 and size beside it: a crash
+    """write(tmp) beside path, then rename it and record its sha256 and size beside it: a crash
     never leaves half an artefact under its name. Under DDP only rank 0 writes (the ranks hold
     the same weights)."""
     if not distributed.is_main():
@@ -59,10 +77,11 @@ def save_atomically(path: Path, write: Callable[[Path], None]) -> None:
     try:
         write(tmp)
         record = f"{sha256_file(tmp)} {tmp.stat().st_size}\n"
-        os.replace(tmp, path)
+        with _locked(path):
+            os.replace(tmp, path)
+            _write_check(path, record)
     finally:
         tmp.unlink(missing_ok=True)
-    _write_check(path, record)
 
 
 def _write_check(path: Path, record: str) -> None:
@@ -80,7 +99,10 @@ def load_cached(path: Path, read: Callable[[Path], T]) -> T | None:
     Intact: its size and sha256 match those saved beside it. One saved before those records is
     intact if read() succeeds (the record is then written). A damaged one is moved aside to
     <name>.corrupt with a one-line note. Under DDP rank 0 judges and every rank follows."""
-    intact = _intact(path, read) if distributed.is_main() else None
+    intact = None
+    if distributed.is_main() and path.exists():
+        with _locked(path):
+            intact = _intact(path, read)
     if not distributed.from_main(intact):
         return None
     return read(path)
@@ -98,7 +120,7 @@ def _intact(path: Path, read: Callable[[Path], object]) -> bool:
     else:
         try:
             read(path)
-        except Exception as err:  # whatever a damaged file makes the reader raise
+        except DAMAGED as err:
             why = f"it cannot be read: {type(err).__name__}"
         else:
             _write_check(path, f"{sha256_file(path)} {path.stat().st_size}\n")

@@ -29,7 +29,7 @@ from .logger import NullLogger, create_logger
 from .results import RESULTS, claim, finished, git_commit, package_versions, write_json_atomic
 
 ERROR = "error.json"  # a failed run's record, in its run dir instead of results.json
-PREVIOUS = "results.previous.json"  # the results a failed rerun had replaced, kept
+PREVIOUS = "results.previous.json"  # a rerun's earlier results, kept until it succeeds
 
 
 @dataclass
@@ -127,31 +127,36 @@ def execute_with_status(cfg: DictConfig, run_dir: str | Path) -> tuple[str, dict
     run_dir = Path(run_dir)
     started = distributed.started_ranks()  # > 1: this process is one rank (torchrun, SLURM tasks)
     with claim(run_dir) if started == 1 or os.environ["RANK"] == "0" else nullcontext():
-        done = finished_record(cfg, run_dir, read_inputs(cfg, context(cfg, run_dir)))
+        inputs = read_inputs(cfg, context(cfg, run_dir))
+        done = finished_record(cfg, run_dir, inputs)
+        if not done and first_process() and (run_dir / RESULTS).exists():
+            os.replace(run_dir / RESULTS, run_dir / PREVIOUS)  # a rerun starts; kept until it succeeds
         if started == 1 and not done and hardware.nproc(cfg.hardware) > 1:
             returned = distributed.spawn(hardware.nproc(cfg.hardware), run_dir / "ranks", rank_main,
-                                         OmegaConf.to_container(cfg, resolve=True), str(run_dir))
+                                         OmegaConf.to_container(cfg, resolve=True), str(run_dir), inputs)
             if isinstance(returned[0], str):
                 raise UserError(returned[0])
             return "finished", returned[0]
-        return run_here(cfg, run_dir, done)
+        return run_here(cfg, run_dir, done, inputs)
 
 
-def rank_main(config: dict, run_dir: str) -> dict | str:
+def rank_main(config: dict, run_dir: str, inputs: dict) -> dict | str:
     """One rank of a run that execute started: its record, or a UserError's message (re-raised
     by execute, so it stays one line)."""
     try:
-        return run_here(OmegaConf.create(config), Path(run_dir), None)[1]
+        return run_here(OmegaConf.create(config), Path(run_dir), None, inputs)[1]
     except UserError as err:
         return str(err)
 
 
-def run_here(cfg: DictConfig, run_dir: Path, done: dict | None) -> tuple[str, dict]:
+def run_here(cfg: DictConfig, run_dir: Path, done: dict | None, inputs: dict) -> tuple[str, dict]:
     """The run in this process (one rank of several, or the only one); rank 0 writes."""
     device = hardware.configure(cfg.hardware)
     try:
         done = distributed.from_main(done)  # every rank skips, or none
-        return ("skipped", skip_to(done, cfg, run_dir)) if done else ("finished", run_task(cfg, run_dir, device))
+        if done:
+            return "skipped", skip_to(done, cfg, run_dir)
+        return "finished", run_task(cfg, run_dir, device, inputs)
     finally:
         distributed.leave()
 
@@ -167,7 +172,16 @@ def skip_to(done: dict, cfg: DictConfig, run_dir: Path) -> dict:
     return done
 
 
-def run_task(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict:
+def inputs_after(cfg: DictConfig, ctx: RunContext, before: dict) -> dict:
+    """The inputs as they stand after the run (weights it downloaded are files now), or those read
+    before it where they cannot be read again (a host gone, a file moved): never lose the run."""
+    try:
+        return read_inputs(cfg, ctx)
+    except UserError:
+        return before
+
+
+def run_task(cfg: DictConfig, run_dir: Path, device: torch.device, inputs: dict) -> dict:
     run_cfg = effective_config(cfg)
     config = OmegaConf.to_container(run_cfg, resolve=True)
     seed_everything(cfg.seed)
@@ -186,7 +200,7 @@ def run_task(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict:
         "paper": cfg.paper,
         "seed": cfg.seed,
         "metrics": metrics,
-        "inputs": read_inputs(cfg, ctx) if main else {},  # after the run: weights it downloaded are files now
+        "inputs": inputs_after(cfg, ctx, inputs) if main else inputs,
         "wall_time_s": round(wall, 2),
         "processes": distributed.world_size(),
         "git_commit": git_commit(),
@@ -195,6 +209,7 @@ def run_task(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict:
     }
     if main:
         write_json_atomic(run_dir / RESULTS, record)
+        (run_dir / PREVIOUS).unlink(missing_ok=True)
         ctx.logger.summary({**metrics, "wall_time_s": wall})
         ctx.logger.finish()
         print_summary(record, run_dir)
@@ -220,11 +235,11 @@ def failure(err: Exception) -> str:
 
 def record_failure(run_dir: Path, cfg: DictConfig, err: Exception, overrides: list[str]) -> str:
     """error.json in the run dir: what failed and the config it failed with (a rerun retries the run).
-    Results there of an earlier run (force=true, or stored results that no longer match) move to
-    results.previous.json, or the next plain run would skip to them. Returns the failure in one line."""
+    A rerun (force=true, or stored results that no longer match) set the earlier results aside as
+    results.previous.json when it started, so the next plain run reruns; the message says where
+    they are. Returns the failure in one line."""
     message = failure(err)
-    if first_process() and (run_dir / RESULTS).exists():
-        os.replace(run_dir / RESULTS, run_dir / PREVIOUS)
+    if (run_dir / PREVIOUS).exists() and not (run_dir / RESULTS).exists():
         message += f"; the earlier results are kept in {PREVIOUS}"
     try:
         config = OmegaConf.to_container(cfg, resolve=True)

@@ -129,7 +129,7 @@ def test_killed_sweep_resumes_without_recomputing(tmp_path):
 
 
 def test_two_runs_of_one_key_at_once_give_one_result(tmp_path):
-    command = [sys.executable, "run.py", *SLOW, "task.fast.epochs=15"]  # outlasts the second process's start-up
+    command = [sys.executable, "run.py", *SLOW, "task.fast.epochs=40"]  # outlasts the second process's start-up, even on a busy machine
     both = [subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for _ in range(2)]
     outs = [run.communicate(timeout=120)[0] for run in both]

@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from equi import cache
 from equi.config import compose_config
 from equi.data.scan import SPLITS
+from equi.errors import MissingAssetError
 from equi.experiment import RESULTS, effective_config, execute_with_status
 from equi.inputs import Fingerprints, adoptable
 from equi.models import clip as clipmodels
@@ -45,6 +46,9 @@ def test_a_file_fingerprint_is_kept_by_path_size_and_mtime(tmp_path):
     path.write_text("abc")
     prints = Fingerprints(tmp_path / "cache")
     first = prints.file(path)
+    assert not prints.known  # written within the clock's tick: hashed again on every look
+    os.utime(path, (path.stat().st_atime - 60, path.stat().st_mtime - 60))
+    assert prints.file(path) == first and prints.known
     prints.save()
     stat = path.stat()
     path.write_text("xyz")  # same size; the old mtime put back: taken as unchanged, as designed
@@ -88,6 +92,15 @@ def test_a_changed_scan_file_redoes_the_run_and_only_then_its_pretrained_model(d
     assert run(TINY_SCAN, tmp_path)[0] == "skipped"
 
 
+def test_a_rerun_that_cannot_start_leaves_the_finished_results_in_place(data, tmp_path, monkeypatch):
+    finished = run(TINY_SCAN, tmp_path)[1]
+    monkeypatch.setenv("EQUI_DATA", str(tmp_path / "nowhere"))  # the data gone, nothing fetched
+    with pytest.raises(MissingAssetError):
+        run(TINY_SCAN, tmp_path)
+    monkeypatch.setenv("EQUI_DATA", str(data))
+    assert run(TINY_SCAN, tmp_path) == ("skipped", finished)
+
+
 def test_runs_and_checkpoints_made_before_inputs_were_recorded_keep_serving(data, tmp_path):
     status, record = run(TINY_SCAN, tmp_path)
     cfg = effective_config(compose_config(TINY_SCAN))
@@ -104,7 +117,7 @@ def test_runs_and_checkpoints_made_before_inputs_were_recorded_keep_serving(data
     assert json.loads(results.read_text())["inputs"] == record["inputs"]  # taken over: stamped once
     results.unlink()
     assert run(TINY_SCAN, tmp_path)[1]["metrics"]["weights"] == "cache"  # the old checkpoint, under its new name
-    assert sorted(p.name for p in folder.iterdir()) == [keyed.name, keyed.name + ".sha256"]
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == [keyed.name, keyed.name + ".sha256"]
 
 
 def test_a_record_from_before_inputs_stands_only_for_the_weights_it_ran_with():

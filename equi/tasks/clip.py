@@ -228,7 +228,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
         test = imagesets.load(task.dataset, root, "test", task.eval_per_class, 32, ctx.cache_dir, ctx.fingerprints)
         if training:
             train = imagesets.load(task.dataset, root, "train", task.train_per_class, 32, ctx.cache_dir,
-                                       ctx.fingerprints)
+                                   ctx.fingerprints)
 
     hardware.fixed_input_shapes()
     start = time.perf_counter()

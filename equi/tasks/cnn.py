@@ -93,7 +93,7 @@ def evaluate(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: 
 
 def load(task: DictConfig, ctx: RunContext, split: str, per_class: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """A CIFAR-10 split from task.data_root (default: <paths.data>/cifar10, fetched when missing)."""
-    root = imagesets.ensure_root("cifar10", task.data_root, ctx.data_dir, ctx.download)
+    root = cifar_root(task, ctx)
     with blame_user(f"CIFAR-10 in {root}"):
         return cifar.load(root, split, per_class, ctx.cache_dir, ctx.fingerprints)
 

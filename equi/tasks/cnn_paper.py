@@ -107,10 +107,12 @@ def train_heads(net: nn.Module, params: list[nn.Parameter], features: torch.Tens
 
 def run(cfg: DictConfig, ctx: RunContext) -> dict:
     task, method, settings = cfg.task, cfg.method, cfg.task.paper_protocol
+    test_split = "train" if settings.bugs.test_from_train else "test"
+    for split, per_class in (("train", task.train_per_class), (test_split, task.eval_per_class)):
+        cnn.load(task, ctx, split, per_class)  # decoded (and cached) first: a bad image stops the run before training
     start = time.perf_counter()
     model, source = cnn.pretrained(task, ctx)
     trunk = conv_trunk(model).requires_grad_(False)
-    test_split = "train" if settings.bugs.test_from_train else "test"
     trunk_key = weights_digest(trunk, trunk.input_size, model.stats)  # hashed once for both splits
     train_x, train_labels, how = cached_features(trunk, trunk_key, model.stats, "train", task.train_per_class, task, ctx)
     test_x, test_labels, _ = cached_features(trunk, trunk_key, model.stats, test_split, task.eval_per_class, task, ctx)

@@ -252,7 +252,7 @@ def pretrained(task: DictConfig, train: data.Pairs, val: data.Pairs, seed: int,
     kept_file = path.with_suffix(".json")
     model = new_model(task).to(ctx.device)
     state = load_cached(path, lambda p: torch.load(p, map_location=ctx.device))
-    kept = load_cached(kept_file, lambda p: json.loads(p.read_text())) if state is not None and kept_file.exists() else None
+    kept = load_cached(kept_file, lambda p: json.loads(p.read_text())) if state is not None else None
     if state is not None and (kept is not None or task.pretrain.keep == "last"):
         model.load_state_dict(state)
         return model.eval(), "cache", kept
