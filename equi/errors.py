@@ -29,8 +29,8 @@ class ConfigError(UserError):
 
 
 class DataError(UserError):
-    """A data or cache file that is there but cannot be used as it is; the message names the file
-    (and the line, for text files) and what is wrong with it."""
+    """A data file that is there but cannot be used as it is; the message names the file (and the
+    line, for text files) and what is wrong with it. (A damaged cache is made again, not an error.)"""
 
 
 class MissingAssetError(UserError):
