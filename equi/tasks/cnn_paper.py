@@ -65,21 +65,20 @@ def orbit_features(trunk: Backbone, images: torch.Tensor, stats: tuple, batch: i
     return torch.cat(out)
 
 
-def cached_features(trunk: Backbone, trunk_key: str, stats: tuple, split: str, per_class: int | None,
-                    task: DictConfig, ctx: RunContext) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """orbit_features of a CIFAR-10 split and its labels, cached under outputs/cache/cnn/features
-    by `trunk_key` (weights_digest of the trunk, its input size and statistics) and the images chosen
-    (the split files' fingerprint and per_class)."""
+def cached_features(trunk: Backbone, trunk_key: str, stats: tuple, images: torch.Tensor, split: str,
+                    per_class: int | None, task: DictConfig, ctx: RunContext) -> tuple[torch.Tensor, str]:
+    """orbit_features of `images` (the first `per_class` of a CIFAR-10 split), cached under
+    outputs/cache/cnn/features by `trunk_key` (weights_digest of the trunk, its input size and
+    statistics) and the images chosen (the split files' fingerprint and per_class)."""
     images_key = cifar.fingerprint(cnn.cifar_root(task, ctx), split, ctx.fingerprints)
     key = hashlib.sha1(repr((trunk_key, images_key, split, per_class)).encode()).hexdigest()[:10]
     path = ctx.cache_dir / "cnn" / "features" / f"{task.model}-{split}-{per_class or 'all'}-{key}.pt"
-    images, labels = cnn.load(task, ctx, split, per_class)
     features = load_cached(path, torch.load)
     if features is not None:
-        return features, labels, "cache"
+        return features, "cache"
     features = orbit_features(trunk, images, stats, task.eval_batch, ctx.device, f"trunk features, {split}")
     save_atomically(path, lambda tmp: torch.save(features, tmp))
-    return features, labels, "computed"
+    return features, "computed"
 
 
 def train_heads(net: nn.Module, params: list[nn.Parameter], features: torch.Tensor, labels: torch.Tensor,
@@ -108,14 +107,14 @@ def train_heads(net: nn.Module, params: list[nn.Parameter], features: torch.Tens
 def run(cfg: DictConfig, ctx: RunContext) -> dict:
     task, method, settings = cfg.task, cfg.method, cfg.task.paper_protocol
     test_split = "train" if settings.bugs.test_from_train else "test"
-    for split, per_class in (("train", task.train_per_class), (test_split, task.eval_per_class)):
-        cnn.load(task, ctx, split, per_class)  # decoded (and cached) first: a bad image stops the run before training
+    train_images, train_labels = cnn.load(task, ctx, "train", task.train_per_class)  # decoded first: a bad
+    test_images, test_labels = cnn.load(task, ctx, test_split, task.eval_per_class)  # image stops the run early
     start = time.perf_counter()
     model, source = cnn.pretrained(task, ctx)
     trunk = conv_trunk(model).requires_grad_(False)
     trunk_key = weights_digest(trunk, trunk.input_size, model.stats)  # hashed once for both splits
-    train_x, train_labels, how = cached_features(trunk, trunk_key, model.stats, "train", task.train_per_class, task, ctx)
-    test_x, test_labels, _ = cached_features(trunk, trunk_key, model.stats, test_split, task.eval_per_class, task, ctx)
+    train_x, how = cached_features(trunk, trunk_key, model.stats, train_images, "train", task.train_per_class, task, ctx)
+    test_x, _ = cached_features(trunk, trunk_key, model.stats, test_images, test_split, task.eval_per_class, task, ctx)
     features_s = time.perf_counter() - start
     test_turns = cifar.quarter_turns(len(test_x), task.rotation_seed)  # the same for every method and seed
     test_x = hardware.to_device(image.rot90_views().act_each(test_turns, test_x), ctx.device)
