@@ -6,7 +6,23 @@ datasets and pretrained weights each task uses and how to get the missing ones; 
 [dataset|task …] fetches datasets into the data folder (all of them with no names).
 """
 
+import signal
 import sys
+from contextlib import contextmanager
+
+
+@contextmanager
+def interrupts_deferred():
+    """Ctrl-C while torch's C++ extensions load would abort the process (it cannot be raised through
+    them): it is noted, and raised once the imports are done (a second or two later)."""
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def main() -> None:
@@ -18,9 +34,11 @@ def main() -> None:
         from equi.data.catalog import main as fetch_data
 
         sys.exit(fetch_data(sys.argv[2:]))
-    from hydra._internal.utils import get_args_parser
+    with interrupts_deferred():
+        from hydra._internal.utils import get_args_parser
 
-    from equi.config import check_cli, check_outputs
+        from equi.config import check_cli, check_outputs
+        from equi.experiment import hydra_entry
 
     args = get_args_parser().parse_args()
     if not (args.help or args.hydra_help or args.cfg or args.info or args.shell_completion):
@@ -28,8 +46,6 @@ def main() -> None:
         if problem:
             print(f"error: {problem}", file=sys.stderr)
             sys.exit(2)
-    from equi.experiment import hydra_entry
-
     hydra_entry()
 
 
