@@ -141,6 +141,11 @@ def annotation_files(folder: Path) -> list[Path]:
     return [folder / f"{split}.tsv" for split in SPLITS]
 
 
+def annotations_fingerprint(folder: Path, prints) -> str:
+    """One fingerprint of the annotations the stand-in is fitted on (`prints`: equi.inputs.Fingerprints)."""
+    return prints.files(annotation_files(folder), folder)
+
+
 def standin(lm, tokenizer, lm_name: str, folder: Path, cache_dir: Path, grid: dict,
             made_from: dict | None = None) -> StandinRegard:
     """The stand-in for this LM, from the cache or trained (seconds) and cached with its accuracy;

@@ -116,7 +116,7 @@ def regard_scorer(task: DictConfig, model, tokenizer, ctx: RunContext):
     if task.regard == "standin":
         folder = ctx.data_dir / catalog.DATASETS["regard"].folder
         made_from = {"lm": lms.fingerprint(task.lm, ctx.fingerprints),
-                     "annotations": ctx.fingerprints.files(regards.annotation_files(folder), folder)}
+                     "annotations": regards.annotations_fingerprint(folder, ctx.fingerprints)}
         return regards.standin(model, tokenizer, task.lm, folder, ctx.cache_dir,
                                 OmegaConf.to_container(task.regard_standin), made_from)
     return regards.HubRegard(task.regard, ctx.download, ctx.device)
@@ -156,7 +156,7 @@ def inputs(cfg: DictConfig, ctx: RunContext) -> dict:
         found["gender_words"] = prints.folder(catalog.ensure("gender_words", ctx.data_dir, ctx.download))
     if task.regard == "standin":
         folder = catalog.ensure("regard", ctx.data_dir, ctx.download)
-        found["regard"] = f"standin {prints.files(regards.annotation_files(folder), folder)}"
+        found["regard"] = f"standin {regards.annotations_fingerprint(folder, prints)}"
     elif task.regard == "vader":
         found["regard"] = f"vader {package_version('vaderSentiment')}"
     else:
