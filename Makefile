@@ -40,12 +40,12 @@ test: setup
 table-d5: setup
 	$(PY) run.py -m experiment=d5_mlp,d5_canon seed=$(SEEDS) $(ARGS)
 	$(PY) run.py -m experiment=d5_canon_lambda method.extra_rotations=$(SET_SIZES) seed=$(SEEDS) $(ARGS)
-	$(PY) scripts/collect_results.py --task synthetic --paper-rows --where task.canonicalizer=sum --out outputs/tables/table_d5.md
+	$(PY) -m equi.report --task synthetic --paper-rows --where task.canonicalizer=sum --out outputs/tables/table_d5.md
 
 ## Paper Figure 2: pretrained DQNs (5 seeds) with vanilla / equitune / equizero acting, per environment.
 fig2: setup
 	$(PY) run.py -m task=dqn task.env=gridworld,cartpole,acrobot method=vanilla,equitune,equizero seed=$(SEEDS) $(ARGS)
-	$(PY) scripts/fig2.py
+	$(PY) -m equi.tasks.dqn.figures
 
 ## When symmetrising a DQN pays off: the same three methods over pretraining budgets (steps of DQN
 ## training, DQN_BUDGETS), BUDGET_SEEDS seeds, one panel per environment; `make fig2` keeps the paper's budgets.
@@ -55,7 +55,7 @@ fig2-budget: setup
 	for env in gridworld cartpole acrobot; do \
 	  $(PY) run.py -m task=dqn task.env=$$env task.envs.$$env.timesteps=$(DQN_BUDGETS) method=vanilla,equitune,equizero seed=$(BUDGET_SEEDS) $(ARGS) || exit 1; \
 	done
-	$(PY) scripts/fig2.py --budget
+	$(PY) -m equi.tasks.dqn.figures --budget
 
 ## Paper Table 2: SCAN zero-shot LSTM / EquiLSTM / EquizeroLSTM on Add Jump and Around Right, 3 seeds.
 ## EquiLSTM rows decode per view (the paper's); "EquiLSTM stepwise" rows are ours (method.decoding=stepwise).
@@ -88,12 +88,12 @@ SCAN_TABLE = $(1)$(if $(filter ours,$(SCAN_MODEL)),_our_model)$(if $(filter ours
 PLAIN_SCAN_ROWS = --task scan --digits 1 --paper-rows $(SCAN_MODEL_ROWS) --where method.name!=lambda --where task.limit=None
 table2: setup
 	$(PY) run.py -m experiment=scan_lstm_vanilla,scan_lstm_equitune,scan_lstm_equitune_stepwise,scan_lstm_equizero task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(SCAN_MODEL_ARGS) $(ARGS)
-	$(PY) scripts/collect_results.py $(PLAIN_SCAN_ROWS) --where task.cell=lstm --where task.finetune.examples=0 --out outputs/tables/$(call SCAN_TABLE,table2).md
+	$(PY) -m equi.report $(PLAIN_SCAN_ROWS) --where task.cell=lstm --where task.finetune.examples=0 --out outputs/tables/$(call SCAN_TABLE,table2).md
 
 ## The same zero-shot table for GRU and for RNN.
 table-scan-gru table-scan-rnn: table-scan-%: setup
 	$(PY) run.py -m experiment=scan_$*_vanilla,scan_$*_equitune,scan_$*_equitune_stepwise,scan_$*_equizero task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(SCAN_MODEL_ARGS) $(ARGS)
-	$(PY) scripts/collect_results.py $(PLAIN_SCAN_ROWS) --where task.cell=$* --where task.finetune.examples=0 --out outputs/tables/$(call SCAN_TABLE,table_scan_$*).md
+	$(PY) -m equi.report $(PLAIN_SCAN_ROWS) --where task.cell=$* --where task.finetune.examples=0 --out outputs/tables/$(call SCAN_TABLE,table_scan_$*).md
 
 ## SCAN finetuning (the paper's Tab 10–12): LSTM, EquiLSTM, EquizeroLSTM finetuned for 10k examples through
 ## each method; table-scan-finetune-gru / -rnn the same for GRU and RNN.
@@ -111,25 +111,25 @@ SCAN_FINETUNE_TABLE = $(call SCAN_TABLE,$(1))$(if $(filter ours,$(SCAN_FINETUNE)
 table-scan-finetune: table-scan-finetune-lstm
 table-scan-finetune-lstm table-scan-finetune-gru table-scan-finetune-rnn: table-scan-finetune-%: setup
 	$(PY) run.py -m experiment=scan_$*_vanilla_finetune,scan_$*_equitune_finetune,scan_$*_equitune_finetune_stepwise,scan_$*_equizero_finetune task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(SCAN_MODEL_ARGS) $(SCAN_FINETUNE_ARGS) $(ARGS)
-	$(PY) scripts/collect_results.py $(PLAIN_SCAN_ROWS) $(SCAN_FINETUNE_ROWS_$(SCAN_FINETUNE)) --where task.cell=$* --where task.finetune.examples=10000 --out outputs/tables/$(call SCAN_FINETUNE_TABLE,table_scan_finetune_$*).md
+	$(PY) -m equi.report $(PLAIN_SCAN_ROWS) $(SCAN_FINETUNE_ROWS_$(SCAN_FINETUNE)) --where task.cell=$* --where task.finetune.examples=10000 --out outputs/tables/$(call SCAN_FINETUNE_TABLE,table_scan_finetune_$*).md
 
 ## Gordon et al.'s G-LSTM / G-GRU / G-RNN (equivariant by weight tying), trained from scratch, zero-shot.
 GMODELS ?= scan_glstm,scan_ggru,scan_grnn
 table-scan-g: setup
 	$(PY) run.py -m experiment=$(GMODELS) task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(ARGS)
-	$(PY) scripts/collect_results.py --task scan --digits 1 --paper-rows --where task.architecture=gseq2seq --where task.pretrain.keep!=best_val --where task.limit=None --where task.finetune.examples=0 --out outputs/tables/table_scan_g.md
+	$(PY) -m equi.report --task scan --digits 1 --paper-rows --where task.architecture=gseq2seq --where task.pretrain.keep!=best_val --where task.limit=None --where task.finetune.examples=0 --out outputs/tables/table_scan_g.md
 
 ## SCAN λ-equitune (λ trained over each view's command summary, model frozen), LSTM, zero-shot.
 table-scan-lambda: setup
 	$(PY) run.py -m experiment=scan_lstm_lambda,scan_lstm_lambda_stepwise task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(SCAN_MODEL_ARGS) $(ARGS)
-	$(PY) scripts/collect_results.py --task scan --digits 1 --paper-rows --where method.name=lambda $(SCAN_MODEL_ROWS) --where task.cell=lstm --where task.limit=None --where task.finetune.examples=0 --out outputs/tables/$(call SCAN_TABLE,table_scan_lambda).md
+	$(PY) -m equi.report --task scan --digits 1 --paper-rows --where method.name=lambda $(SCAN_MODEL_ROWS) --where task.cell=lstm --where task.limit=None --where task.finetune.examples=0 --out outputs/tables/$(call SCAN_TABLE,table_scan_lambda).md
 
 ## SCAN few-shot curve (Add Jump, LSTM): test accuracy against finetuning examples (SCAN_MODEL as above;
 ## our finetuning recipe, whose 10k point is table-scan-finetune's with SCAN_FINETUNE=ours).
 FEWSHOT ?= 0,1000,2500,5000,10000
 fig-scan-fewshot: setup
 	$(PY) run.py -m task=scan task.cell=lstm task.split=add_jump method=vanilla,equitune,equizero task.finetune.examples=$(FEWSHOT) seed=$(SCAN_SEEDS) $(SCAN_MODEL_ARGS) $(ARGS)
-	$(PY) scripts/fig_scan_fewshot.py $(SCAN_MODEL_ROWS) $(SCAN_FINETUNE_ROWS_ours) --png outputs/figures/$(call SCAN_TABLE,fig_scan_fewshot).png --table outputs/tables/$(call SCAN_TABLE,fig_scan_fewshot).md
+	$(PY) -m equi.tasks.scan.figures $(SCAN_MODEL_ROWS) $(SCAN_FINETUNE_ROWS_ours) --png outputs/figures/$(call SCAN_TABLE,fig_scan_fewshot).png --table outputs/tables/$(call SCAN_TABLE,fig_scan_fewshot).md
 
 ## rot90-CIFAR10: the pretrained CNNs (ImageNet weights adapted to CIFAR-10 when torchvision can get
 ## them, else trained from scratch on upright CIFAR-10: measured 41 min for ResNet and 73 min for AlexNet
@@ -149,7 +149,7 @@ CNN_SETTINGS = task.finetune.epochs=$(CNN_EPOCHS) task.finetune.examples_per_epo
 fig-cnn: pretrain-cnn fig-cnn-paper
 	$(PY) run.py -m task=cnn task.model=resnet18,alexnet method=vanilla,equitune,lambda task.finetune.layers=all,last2 seed=$(CNN_SEEDS) $(CNN_SETTINGS) $(ARGS)
 	$(PY) run.py -m task=cnn task.model=resnet18,alexnet method=equizero method.proxy=entropy,neg_max_prob task.finetune.layers=all,last2 seed=$(CNN_SEEDS) $(CNN_SETTINGS) $(ARGS)
-	$(PY) scripts/fig_cnn.py --where task.finetune.epochs=$(CNN_EPOCHS) --where task.finetune.examples_per_epoch=$(CNN_EXAMPLES) --where task.eval_per_class=$(CNN_EVAL)
+	$(PY) -m equi.tasks.cnn.figures --where task.finetune.epochs=$(CNN_EPOCHS) --where task.finetune.examples_per_epoch=$(CNN_EXAMPLES) --where task.eval_per_class=$(CNN_EVAL)
 
 ## Figures 5b/11b as the paper's code runs them (task.protocol=paper): the trunk frozen, a new head
 ## (and λ-network) trained through each method from the first step, batch 4, SGD 1e-3, on cached
@@ -165,7 +165,7 @@ fig-cnn-paper: pretrain-cnn
 	$(PY) run.py -m $(CNN_PAPER) method=vanilla,equitune,lambda $(ARGS)
 	$(PY) run.py -m $(CNN_PAPER) method=equizero method.proxy=entropy,neg_max_prob $(ARGS)
 	$(PY) run.py -m $(CNN_PAPER) method=equizero method.proxy=neg_max_prob task.paper_protocol.bugs.argmin_max_prob=true $(ARGS)
-	$(PY) scripts/fig_cnn.py --protocol paper --where task.paper_protocol.epochs=$(CNN_PAPER_EPOCHS) --where task.paper_protocol.examples_per_epoch=$(subst null,None,$(CNN_PAPER_EXAMPLES))
+	$(PY) -m equi.tasks.cnn.figures --protocol paper --where task.paper_protocol.epochs=$(CNN_PAPER_EPOCHS) --where task.paper_protocol.examples_per_epoch=$(subst null,None,$(CNN_PAPER_EXAMPLES))
 
 ## CLIP (paper §5.2.1). Real weights and data: each target first checks that every model's weights
 ## and the dataset are there (one line naming what is missing, before any work). Transforms: the
@@ -176,7 +176,7 @@ CLIP_STEPS ?= 4000
 CLIP_EVAL_EVERY ?= 1000
 CLIP_REAL = task=clip task.weights=pretrained task.pretrained=openai
 clip-check-%: setup
-	$(PY) scripts/clip_assets.py --models $(CLIP_MODELS) --dataset $* $(ARGS)
+	$(PY) -m equi.tasks.clip.check_assets --models $(CLIP_MODELS) --dataset $* $(ARGS)
 
 ## The offline stand-in: a small open_clip CLIP trained on upright CIFAR-10 with ClipLoss, cached
 ## (8 epochs: 12.4 min on 2 CPU cores on a fresh clone, 76.6% upright CIFAR-10 zero-shot top-1).
@@ -186,18 +186,18 @@ pretrain-clip: setup
 ## Figure 7: vanilla zero-shot top-1 on CIFAR-100, upright / flip (rot180) / mirror / rot90.
 fig7: clip-check-cifar100
 	$(PY) run.py -m $(CLIP_REAL) task.dataset=cifar100 task.model=$(CLIP_MODELS) method=vanilla task.transform=none,rot180,flip,rot90 $(ARGS)
-	$(PY) scripts/fig_clip.py fig7 --models $(CLIP_MODELS) --where task.weights=pretrained
+	$(PY) -m equi.tasks.clip.figures fig7 --models $(CLIP_MODELS) --where task.weights=pretrained
 
 ## Figure 4: ImageNet-V2, the same vanilla bars, and equitune vs equizero under flip (rot180), mirror and rot90.
 fig4: clip-check-imagenetv2
 	$(PY) run.py -m $(CLIP_REAL) task.dataset=imagenetv2 task.model=$(CLIP_MODELS) method=vanilla task.transform=none,rot180,flip,rot90 $(ARGS)
 	$(PY) run.py -m $(CLIP_REAL) task.dataset=imagenetv2 task.model=$(CLIP_MODELS) method=equitune,equizero task.transform=rot180,flip,rot90 $(ARGS)
-	$(PY) scripts/fig_clip.py fig4 --models $(CLIP_MODELS) --where task.weights=pretrained
+	$(PY) -m equi.tasks.clip.figures fig4 --models $(CLIP_MODELS) --where task.weights=pretrained
 
 ## Figure 8: CIFAR-100, vanilla vs equitune vs equizero zero-shot under rot90 and flip (rot180), and mirror.
 fig8: clip-check-cifar100
 	$(PY) run.py -m $(CLIP_REAL) task.dataset=cifar100 task.model=$(CLIP_MODELS) method=vanilla,equitune,equizero task.transform=rot180,flip,rot90 $(ARGS)
-	$(PY) scripts/fig_clip.py fig8 --models $(CLIP_MODELS) --where task.weights=pretrained
+	$(PY) -m equi.tasks.clip.figures fig8 --models $(CLIP_MODELS) --where task.weights=pretrained
 
 ## Figures 5a (RN50, RN101) and 11a (ViT-B/32, ViT-B/16): finetuning on rot90-CIFAR-100, test top-1 every 1000 steps.
 CLIP_FINETUNE = task.dataset=cifar100 task.transform=rot90 task.finetune.steps=$(CLIP_STEPS) task.finetune.eval_every=$(CLIP_EVAL_EVERY) seed=$(CLIP_SEEDS)
@@ -205,13 +205,13 @@ fig5a: CLIP_MODELS = RN50,RN101
 fig11a: CLIP_MODELS = ViT-B-32,ViT-B-16
 fig5a fig11a: fig%: clip-check-cifar100
 	$(PY) run.py -m $(CLIP_REAL) task.model=$(CLIP_MODELS) method=equitune,equizero,lambda $(CLIP_FINETUNE) $(ARGS)
-	$(PY) scripts/fig_clip.py fig$* --models $(CLIP_MODELS) --where task.weights=pretrained --where task.finetune.steps=$(CLIP_STEPS)
+	$(PY) -m equi.tasks.clip.figures fig$* --models $(CLIP_MODELS) --where task.weights=pretrained --where task.finetune.steps=$(CLIP_STEPS)
 
 ## Figure 12: λ-equitune's weight on each rotation of a few CIFAR-100 test images (RN50, zero-shot).
 fig12: CLIP_MODELS = RN50
 fig12: clip-check-cifar100
 	$(PY) run.py -m $(CLIP_REAL) task.dataset=cifar100 task.model=$(CLIP_MODELS) method=lambda task.transform=rot90 $(ARGS)
-	$(PY) scripts/fig_clip.py fig12 --models $(CLIP_MODELS) --where task.weights=pretrained --where task.finetune.steps=0
+	$(PY) -m equi.tasks.clip.figures fig12 --models $(CLIP_MODELS) --where task.weights=pretrained --where task.finetune.steps=0
 
 ## The same comparisons offline, with the stand-in on CIFAR-10: zero-shot under every transform
 ## (equitune and equizero are deterministic, one seed; λ trains, OFFLINE_SEEDS), finetuning curves
@@ -228,7 +228,7 @@ fig-clip-offline: pretrain-clip
 	$(PY) run.py -m $(OFFLINE) method=equitune,equizero task.transform=rot180,flip,rot90 $(ARGS)
 	$(PY) run.py -m $(OFFLINE) method=lambda task.transform=rot180,flip,rot90 seed=$(OFFLINE_SEEDS) $(ARGS)
 	$(PY) run.py -m $(OFFLINE) method=vanilla,equitune,equizero,lambda task.transform=rot90 task.finetune.steps=$(OFFLINE_STEPS) task.finetune.eval_every=100 $(OFFLINE_LR) seed=$(OFFLINE_FINETUNE_SEEDS) $(ARGS)
-	$(PY) scripts/fig_clip.py offline --where task.weights=standin --where task.eval_per_class=$(OFFLINE_EVAL) --where task.logit_scale=1.0 --where task.transform_per=image
+	$(PY) -m equi.tasks.clip.figures offline --where task.weights=standin --where task.eval_per_class=$(OFFLINE_EVAL) --where task.logit_scale=1.0 --where task.transform_per=image
 
 ## Paper Table 1: time and peak memory of a zero-shot pass, λ / equitune (random weights; CUDA when present;
 ## 11 min on 2 CPU cores with BENCH_BATCHES=3).
@@ -247,11 +247,11 @@ fig9: NLG_CONTEXT = occupation
 fig3 fig9: fig%: setup
 	$(PY) run.py -m $(NLG) task.context=$(NLG_CONTEXT) method=vanilla,equitune,equizero $(ARGS)
 	$(PY) run.py -m $(NLG) task.context=$(NLG_CONTEXT) method=equitune,equizero method.relaxed=true $(ARGS)
-	$(PY) scripts/fig_nlg.py fig$* --where task.lm=$(NLG_LM) --where task.samples_per_context=$(NLG_SAMPLES)
+	$(PY) -m equi.tasks.nlg.figures fig$* --where task.lm=$(NLG_LM) --where task.samples_per_context=$(NLG_SAMPLES)
 
 ## Paper Tables 3–7: five respect-context generations per model for the gay and the straight person, with regard labels.
 tables-nlg-samples: fig3
-	$(PY) scripts/fig_nlg.py samples --where task.context=respect --where task.lm=$(NLG_LM) --where task.samples_per_context=$(NLG_SAMPLES)
+	$(PY) -m equi.tasks.nlg.figures samples --where task.context=respect --where task.lm=$(NLG_LM) --where task.samples_per_context=$(NLG_SAMPLES)
 
 ## NLG generation speed: EquiLM with the KV cache vs re-encoding the prefix every step (aim ≥ 3×).
 bench-nlg: setup

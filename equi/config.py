@@ -28,6 +28,7 @@ GROUPS = sorted(d.name for d in CONF_DIR.iterdir() if d.is_dir() and d.name != "
 LAUNCHERS = ["basic", *sorted(p.stem for p in (CONF_DIR / "hydra" / "launcher").glob("*.yaml"))]
 # our conf/hydra/launcher/submitit_*.yaml set values over the plugin's schema of the same name, as meant
 warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/submitit_\w+' is validated against ConfigStore schema")
+# paper, paper_by_split: the paper's number of a row, in the configs of runs made before equi/paper/basu2023.yaml
 NOT_IN_RUN_KEY = ("hardware", "logger", "label", "paper", "paper_by_split", "force", "download", "paths", "hydra")
 
 
@@ -35,51 +36,13 @@ def choices(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
-# Keys added after runs were recorded, each with when it leaves the numbers as they were (its
-# default, or a task that ignores it): then it stays out of the run key, so earlier runs keep
-# their keys and a rerun still finds them.
-def _our_cnn_protocol(cfg: DictConfig) -> bool:
-    return OmegaConf.select(cfg, "task.protocol", default="ours") == "ours"
-
-
-def _last_scan_checkpoint(cfg: DictConfig) -> bool:
-    return OmegaConf.select(cfg, "task.pretrain.keep", default="last") == "last"
-
-
-def _scan_default(path: str, default):
-    """For a key scan added: out of the key while it holds the value runs were made with before."""
-    return lambda cfg: cfg.task.name == "scan" and OmegaConf.select(cfg, path, default=default) == default
-
-
-ADDED_KEYS = {
-    "method.relaxed": lambda cfg: not OmegaConf.select(cfg, "method.relaxed", default=False),  # nlg's R- variants
-    "method.decoding": lambda cfg: cfg.task.name not in schema.DECODING_TASKS,  # scan only
-    "task.protocol": _our_cnn_protocol,  # cnn's paper protocol, its settings and their fast mode
-    "task.paper_protocol": _our_cnn_protocol,
-    "task.fast.paper_protocol": _our_cnn_protocol,
-    "task.pretrain.keep": _last_scan_checkpoint,  # scan's early stopping
-    "task.pretrain.val_every": _last_scan_checkpoint,
-    "task.finetune.weight_decay": _scan_default("task.finetune.weight_decay", 0),  # scan's paper finetuning recipe
-    "task.finetune.loss": _scan_default("task.finetune.loss", "token_mean"),
-    "task.finetune.clip_scope": _scan_default("task.finetune.clip_scope", "model"),  # scan's per-module clipping
-    "task.pretrain.clip_scope": _scan_default("task.pretrain.clip_scope", "model"),
-    "task.pretrain.loss": _scan_default("task.pretrain.loss", "token_mean"),
-    "task.paper_finetune_lr": lambda cfg: OmegaConf.select(cfg, "task.finetune.lr") != "paper",  # scan's table of them
-}
-
-
 def run_key(cfg: DictConfig) -> str:
     """Hash of everything that changes a run's numbers (not logging or labels, nor hardware: the
-    device and the process count leave the numbers as they are up to rounding). Mixed precision
-    does not: bf16/fp16 runs get their own key, fp32 ones keep the key they always had."""
+    device and the process count leave the numbers as they are up to rounding), nor the keys added
+    later while they hold the value runs had before them (schema.Added). Mixed precision changes
+    the numbers: bf16/fp16 runs get their own key, fp32 ones keep the key they always had."""
     content = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in NOT_IN_RUN_KEY}
-    for path, as_before in ADDED_KEYS.items():
-        if as_before(cfg):
-            *parents, key = path.split(".")
-            node = content
-            for name in parents:
-                node = node.get(name) or {}
-            node.pop(key, None)
+    schema.as_before_pruned(content, cfg)
     precision = OmegaConf.select(cfg, "hardware.precision", default="fp32")
     if precision != "fp32":
         content["precision"] = precision

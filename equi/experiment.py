@@ -10,7 +10,6 @@ import sys
 import time
 import traceback
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
@@ -24,34 +23,13 @@ from omegaconf.errors import OmegaConfBaseException
 from . import distributed, hardware, schema, tasks
 from .config import CONF_DIR, run_key, with_typed_over_fast
 from .errors import ConfigError, UserError, one_line
-from .inputs import Fingerprints, adoptable, changed
-from .logger import NullLogger, create_logger
+from .inputs import adoptable, changed
+from .logger import create_logger
 from .results import RESULTS, claim, finished, git_commit, package_versions, write_json_atomic
+from .tasks.context import RunContext, context
 
 ERROR = "error.json"  # a failed run's record, in its run dir instead of results.json
 PREVIOUS = "results.previous.json"  # a rerun's earlier results, kept until it succeeds
-
-
-@dataclass
-class RunContext:
-    """What a task runner gets besides its config."""
-
-    device: torch.device
-    logger: NullLogger
-    run_dir: Path
-    cache_dir: Path  # checkpoints shared between runs (pretrained models), keyed by config
-    data_dir: Path
-    download: bool = False  # fetch missing data and weights when their host answers (cfg.download)
-    fingerprints: Fingerprints | None = None  # sha256 of the files read; by default kept under cache_dir
-
-    def __post_init__(self):
-        if self.fingerprints is None:
-            self.fingerprints = Fingerprints(self.cache_dir)
-
-
-def context(cfg: DictConfig, run_dir: Path, device: torch.device = torch.device("cpu")) -> RunContext:
-    return RunContext(device=device, logger=NullLogger(), run_dir=run_dir, cache_dir=Path(cfg.paths.outputs) / "cache",
-                      data_dir=Path(cfg.paths.data), download=bool(cfg.download))
 
 
 def seed_everything(seed: int) -> None:
@@ -79,7 +57,7 @@ def effective_config(cfg: DictConfig) -> DictConfig:
 def read_inputs(cfg: DictConfig, ctx: RunContext) -> dict:
     """Fingerprints of the data and weights the run reads (its task's `inputs`; see equi.inputs),
     with missing data fetched first as the run would."""
-    found = tasks.inputs(cfg.task.name)(effective_config(cfg), ctx)
+    found = tasks.get(cfg.task.name).inputs(effective_config(cfg), ctx)
     ctx.fingerprints.save()
     return found
 
@@ -162,9 +140,9 @@ def run_here(cfg: DictConfig, run_dir: Path, done: dict | None, inputs: dict) ->
 
 
 def skip_to(done: dict, cfg: DictConfig, run_dir: Path) -> dict:
-    if cfg.paper is not None and (done["label"], done["paper"]) != (cfg.label, cfg.paper):
-        # the same numbers now stand in a paper table's row; plain sweeps never relabel
-        done = {**done, "label": cfg.label, "paper": cfg.paper}
+    if cfg.label != cfg.method.name and done["label"] != cfg.label:
+        # the same numbers now stand in a paper table's row (an experiment's label); plain sweeps never relabel
+        done = {**done, "label": cfg.label}
         if distributed.is_main():
             write_json_atomic(run_dir / RESULTS, done)
     if distributed.is_main():
@@ -190,14 +168,13 @@ def run_task(cfg: DictConfig, run_dir: Path, device: torch.device, inputs: dict)
     if main:
         ctx.logger = create_logger(cfg.logger, run_dir, config, name=run_dir.name)
     start = time.perf_counter()
-    metrics = tasks.runner(cfg.task.name)(run_cfg, ctx)
+    metrics = tasks.get(cfg.task.name).run(run_cfg, ctx)
     wall = time.perf_counter() - start
     record = {
         "run_key": run_key(cfg),
         "task": cfg.task.name,
         "method": cfg.method.name,
         "label": cfg.label,
-        "paper": cfg.paper,
         "seed": cfg.seed,
         "metrics": metrics,
         "inputs": inputs_after(cfg, ctx, inputs) if main else inputs,

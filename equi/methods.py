@@ -32,10 +32,8 @@ def weighting_for(method: DictConfig, *, feature_dim: int | None = None, default
     if method.name in ("lambda", "canonical_lambda"):
         if feature_dim is None:
             raise ConfigError(f"method {method.name} needs the λ-network's input size from the task")
-        # canonical_lambda's key only: adding it to lambda.yaml would change every λ run's key
-        residual = method.get("lambda_residual", False)
-        return LambdaNet(feature_dim, hidden=method.lambda_hidden, layers=method.lambda_layers, residual=residual,
-                         net=lambda_net)
+        return LambdaNet(feature_dim, hidden=method.lambda_hidden, layers=method.lambda_layers,
+                         residual=method.lambda_residual, net=lambda_net)
     raise ConfigError(f"unknown method {method.name!r}; choose one of: {', '.join(METHODS)}")
 
 

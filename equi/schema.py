@@ -1,18 +1,22 @@
 """What each config key may hold, so that a bad value stops before any work with one line.
 
-One table of rules per choice of each config group (``TASKS``, ``METHODS``, ``HARDWARE``,
-``LOGGERS``) and one for the run itself (``RUN``). Keys are dotted paths inside the group; ``*``
-stands for one level (a model's or an environment's own block), and the keys of a task's
-``fast:`` block follow the task's own rules. ``check`` is run by ``equi.config.check_cli`` on
-the command line and by ``equi.experiment.execute`` on the composed config. ``LAUNCHERS`` holds
-the keys of our Hydra launcher configs (conf/hydra/launcher/), checked by ``check_launcher``.
+One table of rules per choice of each config group: a task's own (``Task.rules`` in
+equi/tasks/<task>/schema.py, besides ``TASK_COMMON``), ``METHODS``, ``HARDWARE``, ``LOGGERS``, and
+one for the run itself (``RUN``). Keys are dotted paths inside the group; ``*`` stands for one level
+(a model's or an environment's own block), and the keys of a task's ``fast:`` block follow the
+task's own rules. A key no rule covers is refused: a misspelled key in an experiment file or a
+``+key=…`` stops like a bad value. ``check`` is run by ``equi.config.check_cli`` on the command
+line and by ``equi.experiment.execute`` on the composed config. ``LAUNCHERS`` holds the keys of our
+Hydra launcher configs (conf/hydra/launcher/), checked by ``check_launcher``.
 
-A new task adds ``TASKS["<name>"] = {key: rule, …}``; until then its keys are not checked, and
-tests/test_errors.py fails naming each key that lacks a rule.
+A key added after runs were recorded is declared ``Added``: with the value that leaves the numbers
+as they were (``as_before``), or the setting without which it is unused (``used_when``). While so,
+it stays out of the run key (``as_before_pruned``), so earlier runs and checkpoints keep their keys.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from dataclasses import dataclass
@@ -21,14 +25,9 @@ from typing import Any, Callable, Iterable, Iterator
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .data.fairness import CONTEXTS
-from .data.imagesets import DATASETS, TRANSFORMS
-from .data.scan import ACTIONS, COMMANDS, SPLITS
+from . import tasks
 from .errors import one_line
-from .groups.image import BY_NAME as IMAGE_GROUPS
-from .models.seq2seq import CELLS
 from .proxy import PROXIES
-from .sequence import DECODINGS
 
 
 class Rule:
@@ -207,14 +206,59 @@ class Either(Rule):
         return [v for v in self.first.bad_values(cfg) + self.second.bad_values(cfg) if not self.allows(v, cfg)]
 
 
+class Block(Options):
+    """A block of keys, each with a rule of its own: named only to declare it ``Added``."""
+
+    def describe(self, cfg):
+        return "a block of keys"
+
+
+_UNSET = object()
+
+
+@dataclass(frozen=True)
+class Added(Rule):
+    """A key added after runs were recorded: ``rule`` judges its values; it stays out of the run key
+    while it holds ``as_before`` (the value runs had before it existed) or while the setting
+    ``used_when = (key, value)`` has another value (it has no effect then)."""
+
+    rule: Rule
+    as_before: Any = _UNSET
+    used_when: tuple[str, Any] | None = None
+
+    def allows(self, value, cfg):
+        return self.rule.allows(value, cfg)
+
+    def describe(self, cfg):
+        return self.rule.describe(cfg)
+
+    def problem(self, key, value, cfg):
+        return self.rule.problem(key, value, cfg)
+
+    def bad_values(self, cfg):
+        return self.rule.bad_values(cfg)
+
+    def in_run_key(self, value, cfg) -> bool:
+        if self.used_when is not None and OmegaConf.select(cfg, self.used_when[0]) != self.used_when[1]:
+            return False
+        return self.as_before is _UNSET or value != self.as_before
+
+
 @dataclass(frozen=True)
 class TaskChoice(Rule):
-    """A choice only some tasks offer (``options`` by task name); null, the task's own way, everywhere."""
+    """A method key only some tasks offer (their ``Task.method_options[key]``); null, the task's own
+    way, everywhere. Out of the run key of the tasks that do not offer it."""
 
-    options: dict[str, tuple]
+    key: str
 
     def names(self, cfg) -> tuple:
-        return self.options.get(cfg.task.name, ())
+        return tuple(tasks.get(cfg.task.name).method_options.get(self.key, ()))
+
+    def offered_by(self) -> list[str]:
+        return [name for name in tasks.names() if self.key in tasks.get(name).method_options]
+
+    def in_run_key(self, value, cfg) -> bool:
+        return bool(self.names(cfg))
 
     def allows(self, value, cfg):
         return value is None or value in self.names(cfg)
@@ -226,7 +270,7 @@ class TaskChoice(Rule):
         if self.allows(value, cfg):
             return None
         if not self.names(cfg):
-            offered = " or ".join(f"task={t}" for t in self.options)
+            offered = " or ".join(f"task={t}" for t in self.offered_by())
             return f"{key}={value!r} is for {offered} only; task {cfg.task.name!r} takes null"
         return f"unknown {key} {value!r}; choose one of: {', '.join(self.names(cfg))} (or null)"
 
@@ -282,116 +326,26 @@ SCORE_PROXIES = tuple(p for p in PROXIES if p not in SEQUENCE_PROXIES)  # one sc
 
 def task_proxies(cfg: DictConfig) -> list[str]:
     """The proxies fit for the task's outputs: those its own default_proxy may be."""
-    rule = TASKS.get(cfg.task.name, {}).get("default_proxy")
+    rule = (group_rules(cfg, "task") or {}).get("default_proxy")
     return rule.names(cfg) if isinstance(rule, Choice) else list(PROXIES)
 
 
 LAMBDA_NET = {"lambda_hidden": WIDTH, "lambda_layers": LAYERS}
-DECODING_TASKS = {"scan": DECODINGS}  # tasks where equitune and λ choose how to decode (method.decoding)
-DECODING = TaskChoice(DECODING_TASKS)
+DECODING = TaskChoice("decoding")  # tasks where equitune and λ choose how to decode (scan)
+RELAXED = Added(FLAG, as_before=False)  # task=nlg: the R- variants
 METHODS: dict[str, dict[str, Rule]] = {
     "vanilla": {},
-    "equitune": {"relaxed": FLAG, "decoding": DECODING},  # task=nlg: R-EquiLM
+    "equitune": {"relaxed": RELAXED, "decoding": DECODING},  # task=nlg: R-EquiLM
     "equizero": {"proxy": Choice(task_proxies, nullable=True), "straight_through": FLAG,  # null: the task's default
-                 "relaxed": FLAG},  # task=nlg: R-EquizeroLM
-    "lambda": {**LAMBDA_NET, "lambda_features": Choice(("frozen", "shared")),  # clip finetuning: which image tower λ reads
+                 "relaxed": RELAXED},  # task=nlg: R-EquizeroLM
+    "lambda": {**LAMBDA_NET, "lambda_residual": Added(FLAG, as_before=False), "lambda_features": Choice(("frozen", "shared")),  # clip finetuning: which image tower λ reads
                "decoding": DECODING},
     "canonical_lambda": {**LAMBDA_NET, "lambda_residual": FLAG, "extra_rotations": LAYERS},
 }
 TASK_METHODS = ListOf(Choice(tuple(METHODS)), nonempty=True)
 
-CNN_TRAINING = {"epochs": up_to(MAX_EPOCHS, low=0), "examples_per_epoch": EXAMPLES_OR_ALL, "batch_size": BATCH,
-                "optimizer": Choice(("sgd", "adam")), "lr": RATE, "schedule": Choice(("constant", "cosine", "onecycle")),
-                "weight_decay": Number(low=0), "label_smoothing": FRACTION}
-CNN_PRETRAINING = {**CNN_TRAINING, "seed": SEED, "per_class": EXAMPLES_OR_ALL}
-SCAN_TRAINING = {"examples": up_to(MAX_STEPS, low=0), "batch_size": BATCH, "lr": RATE, "schedule": Choice(("constant", "cosine")),
-                 "clip": RATE}
-SCAN_LOSS = Choice(("token_mean", "sum_to_predicted_eos"))  # per target token, or the paper's loop's sum
-CLIP_SCOPE = Choice(("model", "encoder_decoder"))  # clipped as one: the model, or its encoder and decoder apart
-SCAN_WORDS = tuple(w for w in COMMANDS if not w.startswith("<"))
-SCAN_ACTIONS = tuple(a for a in ACTIONS if not a.startswith("<"))
-DQN_SETTINGS = {"learning_rate": RATE, "batch_size": BATCH, "buffer_size": STEPS, "learning_starts": up_to(MAX_STEPS, low=0),
-                "gamma": FRACTION, "target_update_interval": STEPS, "train_freq": STEPS,
-                "gradient_steps": up_to(MAX_STEPS, low=-1),  # -1: as many as environment steps
-                "exploration_fraction": Number(low=0, high=1, above=True), "exploration_final_eps": FRACTION}
+TASK_COMMON = {"name": TEXT, "methods": TASK_METHODS, "metric": TEXT}  # every task's, besides its Task.rules
 
-CLIP_STANDIN = {"seed": SEED, "epochs": EPOCHS, "examples_per_epoch": EXAMPLES_OR_ALL, "per_class": EXAMPLES_OR_ALL,
-                "eval_per_class": EXAMPLES_OR_ALL, "batch_size": BATCH, "lr": RATE, "weight_decay": Number(low=0),
-                "model.embed_dim": WIDTH, "model.vision_cfg.image_size": LENGTH,
-                "model.vision_cfg.layers": ListOf(LAYERS, nonempty=True), "model.vision_cfg.width": WIDTH,
-                **block("model.text_cfg", {"context_length": LENGTH, "vocab_size": up_to(MAX_VOCAB), "width": WIDTH,
-                                           "heads": LAYERS, "layers": LAYERS})}
-
-TASKS: dict[str, dict[str, Rule]] = {
-    "synthetic": {
-        "methods": TASK_METHODS, "metric": TEXT, "n_train": EXAMPLES, "n_test": EXAMPLES, "batch_size": BATCH,
-        "epochs": EPOCHS, "lr": RATE, "hidden": WIDTH, "residual_layers": up_to(MAX_LAYERS, low=0), "finite_rotations": LAYERS,
-        "canonicalizer": Choice(("sum", "x1", "x2")),  # whose angle: x1 + x2 (the paper's), or one vector
-    },
-    "scan": {
-        "methods": TASK_METHODS, "metric": TEXT, "split": Choice(tuple(SPLITS)),
-        "architecture": Choice(("seq2seq", "seq2seq_paper", "gseq2seq")), "cell": Choice(tuple(CELLS)), "hidden": WIDTH,
-        "dropout": FRACTION, "max_len": LENGTH, "default_proxy": Choice(tuple(PROXIES)),
-        **block("pretrain", {**SCAN_TRAINING, "teacher_forcing": FRACTION, "split_seed": SEED,
-                             "clip_scope": CLIP_SCOPE, "loss": SCAN_LOSS,
-                             "keep": Choice(("last", "best_val")), "val_every": STEPS,
-                             "val_fraction": Number(low=0, high=1, above=True, below=True)}),
-        **block("lambda_stage", SCAN_TRAINING),
-        **block("finetune", {**SCAN_TRAINING, "weight_decay": Number(low=0), "clip_scope": CLIP_SCOPE,
-                             "loss": SCAN_LOSS,
-                             "lr": Either(RATE, Choice(("paper",)))}),  # paper: task.paper_finetune_lr's
-        "paper_finetune_lr.*.*": RATE,
-        "eval_batch": BATCH, "limit": EXAMPLES_OR_ALL,
-        "groups.*.commands": ListOf(ListOf(Choice(SCAN_WORDS)), nonempty=True),
-        "groups.*.actions": ListOf(ListOf(Choice(SCAN_ACTIONS)), nonempty=True),
-    },
-    "dqn": {
-        "methods": TASK_METHODS, "metric": TEXT, "env": Choice(lambda cfg: cfg.task.envs), "eval_episodes": SAMPLES,
-        "default_proxy": Choice(SCORE_PROXIES),
-        "envs.*.id": TEXT, "envs.*.timesteps": STEPS, "envs.*.net_arch": ListOf(WIDTH),  # []: a linear Q-network
-        **block("envs.*.dqn", DQN_SETTINGS),
-    },
-    "clip": {
-        "methods": TASK_METHODS, "metric": TEXT, "model": TEXT, "pretrained": TEXT, "checkpoint": Text(nullable=True),
-        "weights": Choice(("auto", "pretrained", "standin", "random")),
-        "dataset": Choice(DATASETS), "data_root": Text(nullable=True), "transform": Choice(TRANSFORMS),
-        "transform_per": Choice(("image", "batch")), "transform_seed": SEED,
-        "group": Choice(tuple(IMAGE_GROUPS), nullable=True), "logit_scale": Either(RATE, Choice(("model",))),
-        "default_proxy": Choice(SCORE_PROXIES), "eval_per_class": EXAMPLES_OR_ALL, "train_per_class": EXAMPLES_OR_ALL,
-        "eval_batch": BATCH, "lambda_examples": EXAMPLES,
-        **block("lambda_stage", {"steps": up_to(MAX_STEPS, low=0), "batch_size": BATCH, "lr": RATE}),
-        **block("finetune", {"steps": up_to(MAX_STEPS, low=0), "eval_every": STEPS, "batch_size": BATCH}),
-        "finetune.lr_by_method.*": RATE,
-        **block("standin", CLIP_STANDIN),
-    },
-    "nlg": {
-        "methods": TASK_METHODS, "metric": TEXT, "lm": TEXT, "context": Choice(tuple(CONTEXTS)),
-        "pairs": ListOf(Choice(lambda cfg: cfg.task.demographics), nonempty=True),
-        "demographics.*.words": ListOf(WORD, length=2),
-        "demographics.*.subject": Pattern(r"[^{}]*\{\}[^{}]*", "a phrase with one {} where the word goes",
-                                          bad=("The person", "{} {}", None)),
-        "demographics.*.word_lists": FLAG, "capitalized": FLAG, "general_words": ListOf(WORD, nonempty=True),
-        "samples_per_context": SAMPLES, "max_new_tokens": LENGTH, "top_k": up_to(MAX_VOCAB), "chunk": LENGTH,
-        "regard": TEXT, "regard_mask": FLAG, "regard_standin.layers": ListOf(up_to(MAX_LAYERS, low=0), nonempty=True),
-        "regard_standin.C": ListOf(RATE, nonempty=True), "bootstrap": SAMPLES,
-    },
-    "cnn": {
-        "methods": TASK_METHODS, "metric": TEXT,
-        "model": Choice(lambda cfg: cfg.task.pretrain),  # a model with its own pretraining block
-        "weights": Choice(("auto", "imagenet", "scratch", "random")), "data_root": Text(nullable=True),
-        "default_proxy": Choice(SCORE_PROXIES), "rotation_seed": SEED, "eval_per_class": EXAMPLES_OR_ALL,
-        "train_per_class": EXAMPLES_OR_ALL, "eval_batch": BATCH, "lambda_examples": EXAMPLES,
-        **block("pretrain.*", CNN_PRETRAINING),
-        **block("imagenet_adapt", {**CNN_PRETRAINING, "input_size": up_to(MAX_LENGTH, low=64)}),  # AlexNet's stem
-        **block("lambda_stage", CNN_TRAINING),
-        **block("finetune", {**CNN_TRAINING, "layers": Choice(("all", "last2"))}),
-        "protocol": Choice(("ours", "paper")),
-        **block("paper_protocol", {"epochs": EPOCHS, "examples_per_epoch": EXAMPLES_OR_ALL, "batch_size": BATCH,
-                                   "lr": RATE, "momentum": FRACTION, "lambda_hidden": WIDTH,
-                                   "lambda_dropout": Number(low=0, high=1, below=True),
-                                   "bugs.test_from_train": FLAG, "bugs.argmin_max_prob": FLAG}),
-    },
-}
 
 GPU_PRECISIONS = ("bf16", "fp16")
 
@@ -419,13 +373,11 @@ LOGGERS = {
     "wandb": {"mode": Choice(("online", "offline", "disabled")), "project": TEXT, "entity": Text(nullable=True),
               "tags": ListOf(TEXT)},
 }
-RUN = {"seed": SEED, "fast": FLAG, "force": FLAG, "download": FLAG, "label": TEXT, "paper": Text(nullable=True),
-       "paper_by_split": Text(nullable=True), "paper_by_split.*": Text(nullable=True),
-       "paths.outputs": TEXT, "paths.data": TEXT}
+RUN = {"seed": SEED, "fast": FLAG, "force": FLAG, "download": FLAG, "label": TEXT, "paths.outputs": TEXT, "paths.data": TEXT}
 # Keys that equi.experiment.hydra_entry adds to a run's config, never typed (check_cli refuses them):
 # checked where present, not missing where absent.
 ADDED_BY_RUN = {"typed_over_fast": ListOf(Pattern(r"task\.[\w.]+", "a task.* key"), nonempty=True)}
-GROUPS = {"task": TASKS, "method": METHODS, "hardware": HARDWARE, "logger": LOGGERS}
+GROUPS = {"task": None, "method": METHODS, "hardware": HARDWARE, "logger": LOGGERS}  # task: its Task.rules
 
 PROCESSES = up_to(MAX_PROCESSES)
 SUBMITIT = {"_target_": TEXT, "submitit_folder": TEXT, "name": TEXT,
@@ -446,8 +398,11 @@ LAUNCHERS = {  # hydra/launcher=<name>: keys under hydra.launcher (checked by eq
 
 
 def group_rules(cfg: DictConfig, group: str) -> dict[str, Rule] | None:
-    """The rules of the group's chosen config; None when the schema has no entry for it yet."""
-    rules = GROUPS[group].get(cfg[group].get("name"))
+    """The rules of the group's chosen config; None when there are none for it (an unknown choice)."""
+    name = cfg[group].get("name")
+    if group == "task":
+        return {**TASK_COMMON, **tasks.get(name).rules} if name in tasks.names() else None
+    rules = GROUPS[group].get(name)
     return None if rules is None else {"name": TEXT, **rules}
 
 
@@ -496,7 +451,7 @@ def check(cfg: DictConfig) -> str | None:
         return f"{err.full_key} does not resolve: {one_line(err)}"
     for key, value in leaves(plain):
         rule = rule_for(cfg, key)
-        problem = rule.problem(key, value, cfg) if rule else None
+        problem = rule.problem(key, value, cfg) if rule else unknown_key(cfg, key)
         if problem:
             return problem
     for prefix, rules in [("", RUN)] + [(f"{g}.", group_rules(cfg, g) or {}) for g in GROUPS]:
@@ -506,6 +461,42 @@ def check(cfg: DictConfig) -> str | None:
     if cfg.method.name not in cfg.task.methods:
         return f"task {cfg.task.name!r} does not support method {cfg.method.name!r}; supported: {', '.join(cfg.task.methods)}"
     return None
+
+
+def ruled_keys(cfg: DictConfig) -> list[str]:
+    """The keys the rules name (no patterns): what a misspelled key most likely meant."""
+    keys = list(RUN)
+    for group in GROUPS:
+        keys += [f"{group}.{key}" for key in group_rules(cfg, group) or {} if "*" not in key]
+    return keys
+
+
+def unknown_key(cfg: DictConfig, key: str) -> str:
+    group, _, inner = key.partition(".")
+    if group in GROUPS and group_rules(cfg, group) is None:
+        return f"unknown {group} {cfg[group].get('name')!r}: it has no rules in equi.schema"
+    hint = difflib.get_close_matches(key.replace(".fast.", ".", 1), ruled_keys(cfg), n=1)
+    if hint:
+        return f"unknown config key {key!r} (did you mean {hint[0]!r}?)"
+    return f"unknown config key {key!r}" + (f" ({group}={cfg[group].name} has no such key)" if group in GROUPS else "")
+
+
+def as_before_pruned(content: dict, cfg: DictConfig, groups=("task", "method")) -> dict:
+    """`content` (the run's config as plain values) without the keys that leave the numbers as they
+    were before those keys existed: ``Added`` keys at their ``as_before`` or unused, and method
+    keys of other tasks (``TaskChoice``). Also under task.fast, whose keys follow the task's rules."""
+    for group in groups:
+        for key, rule in (group_rules(cfg, group) or {}).items():
+            if "*" in key or not hasattr(rule, "in_run_key"):
+                continue
+            for path in [key, f"fast.{key}"] if group == "task" else [key]:
+                *parents, last = path.split(".")
+                node = content.get(group) or {}
+                for name in parents:
+                    node = node.get(name) if isinstance(node, dict) else None
+                if isinstance(node, dict) and last in node and not rule.in_run_key(node[last], cfg):
+                    del node[last]
+    return content
 
 
 def check_launcher(launcher: dict, name: str) -> str | None:

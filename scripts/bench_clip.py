@@ -23,15 +23,17 @@ import sys
 import time
 from pathlib import Path
 
+from equi import paper
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 METHODS = ["equitune", "equizero", "lambda", "lambda_frozen"]
-PAPER = {"RN50": {"time": 1.66, "memory": 1.06}, "ViT-B-32": {"time": 1.46, "memory": 1.13}}  # λ / equitune
 
 
-def paper_ratio(paper: dict | None) -> str:
-    return f"{paper['time']}×, {paper['memory']}×" if paper else "-"
+def paper_ratio(model: str) -> str:
+    """Table 1's λ / equitune ratios of time and memory for `model` (basu2023.yaml's table1), or -."""
+    ratios = [paper.find("table1", model, column) for column in ("time", "memory")]
+    return "-" if None in ratios else f"{ratios[0]}×, {ratios[1]}×"
 
 
 def rss_mb() -> float:
@@ -46,7 +48,7 @@ def child(model_name: str, method_name: str, batches: int, device_name: str) -> 
     from equi.groups import image
     from equi.methods import wrap
     from equi.models.clip import ImageEncoder, ZeroShotHead, random_clip
-    from equi.tasks.clip import with_frozen_lambda_features
+    from equi.tasks.clip.runner import with_frozen_lambda_features
 
     device = torch.device(device_name)
     torch.manual_seed(0)
@@ -120,10 +122,10 @@ def main(argv: list[str] | None = None) -> int:
             results[method] = json.loads(out.stdout.strip().splitlines()[-1])
             base = results["equitune"]
             r = results[method]
-            paper = PAPER.get(model) if method == "lambda" else None
+            ratio = paper_ratio(model) if method == "lambda" else "-"
             line = (f"| {model} | {method.replace('_frozen', ' (frozen copy)')} | {r['s_per_batch']:.3f} | {r['peak_mb']:.0f} "
                     f"| {r['pass_mb']:.0f} | {r['s_per_batch'] / base['s_per_batch']:.2f}× "
-                    f"| {r['peak_mb'] / base['peak_mb']:.2f}× | {r['pass_mb'] / base['pass_mb']:.2f}× | {paper_ratio(paper)} |")
+                    f"| {r['peak_mb'] / base['peak_mb']:.2f}× | {r['pass_mb'] / base['pass_mb']:.2f}× | {ratio} |")
             lines.append(line)
             print(line, flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -15,16 +15,13 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from equi.config import compose_config  # noqa: E402
-from equi.data import fairness  # noqa: E402
-from equi.models import lm as lms  # noqa: E402
-from equi.sampling import RankSampler  # noqa: E402
-from equi.sequence import StepwiseEquivariantDecoder  # noqa: E402
-from equi.tasks import nlg  # noqa: E402
-from equi.weighting import Uniform  # noqa: E402
+from equi.config import compose_config
+from equi.data import fairness
+from equi.models import lm as lms
+from equi.sampling import RankSampler
+from equi.sequence import StepwiseEquivariantDecoder
+from equi.tasks.nlg import runner as nlg
+from equi.weighting import Uniform
 
 
 def main(argv: list[str] | None = None) -> int:

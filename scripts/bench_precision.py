@@ -25,7 +25,8 @@ from equi.groups import image
 from equi.hardware import Precision
 from equi.models.clip import ImageEncoder, standin_clip
 from equi.models.cnn import cifar_model
-from equi.tasks import scan, synthetic
+from equi.tasks.scan import runner as scan
+from equi.tasks.synthetic import runner as synthetic
 
 
 def models(device: torch.device) -> dict[str, tuple[nn.Module, Callable[[], torch.Tensor], int]]:

@@ -8,18 +8,16 @@ Prints examples/s, sequences/s and the projected time for 200k training examples
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from equi.config import compose_config  # noqa: E402
-from equi.data import catalog, scan as data  # noqa: E402
-from equi.sequence import GreedyDecoder  # noqa: E402
-from equi.tasks.scan import new_model, pretrain  # noqa: E402
+from equi.config import compose_config
+from equi.data import catalog, scan as data
+from equi.sequence import GreedyDecoder
+from equi.tasks.scan.runner import new_model, pretrain
 
 
 def training_rate(task, train, batch_size: int, examples: int) -> float:

@@ -94,7 +94,7 @@ def real_data() -> Path:
 
 def write_scan_run(runs: Path, name: str, method: str, accuracy: float, architecture: str = "seq2seq_paper",
                    pretrain: dict | None = None, finetune: dict | None = None) -> None:
-    """A scan results.json (LSTM, Add Jump, full test set) for the figure scripts to read."""
+    """A scan results.json (LSTM, Add Jump, full test set) for the figure modules to read."""
     config = {"task": {"cell": "lstm", "split": "add_jump", "limit": None, "architecture": architecture,
                        "pretrain": pretrain or {}, "finetune": finetune or {"examples": 0}},
               "method": {"decoding": None}}

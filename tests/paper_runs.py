@@ -71,7 +71,7 @@ def keys(overrides: list[str]) -> dict:
     out = {"run_key": run_key(cfg)}
     if cfg.task.name == "scan":
         from equi.experiment import effective_config
-        from equi.tasks.scan import checkpoint_file
+        from equi.tasks.scan.runner import checkpoint_file
 
         task = effective_config(cfg).task
         out["checkpoint"] = checkpoint_file(task, cfg.seed, "cache").name

@@ -9,19 +9,18 @@ import torch
 
 import equi
 from equi.config import compose_config
-from equi import assets
+from equi.tasks.clip import assets as clip_asset_rows
 from equi.data import catalog, imagesets
 from equi.errors import ConfigError, MissingAssetError
 from equi.experiment import execute
 from equi.groups import image
 from equi.methods import wrap
 from equi.models import clip as clipmodels
-from equi.tasks import clip as cliptask
+from equi.tasks.clip import check_assets
+from equi.tasks.clip import figures as clip_figures
+from equi.tasks.clip import runner as cliptask
 
 from .conftest import REPO
-
-sys.path.insert(0, str(REPO / "scripts"))
-import fig_clip  # noqa: E402
 
 TEXT = {"context_length": 12, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1}
 TINY = {
@@ -178,7 +177,7 @@ def test_cli_missing_weights_and_data_are_one_line_exit_2(tmp_path):
 
 
 def test_auto_takes_the_real_weights_where_open_clip_can_download_them_else_the_stand_in(tmp_path, monkeypatch, capsys):
-    from equi.experiment import RunContext
+    from equi.tasks.context import RunContext
 
     task = compose_config(["task=clip", "fast=true"]).task
     loaded = []
@@ -212,8 +211,8 @@ def test_fast_runs_of_every_method_share_the_stand_in_and_its_head(fixture_data,
     assert results["lambda"]["logit_scale"] == 1.0 and 0 <= results["lambda"]["upright_weight"] <= 1
     assert len(results["lambda"]["weight_examples"]["weights"][0]) == 4
     figures = tmp_path / "figures"
-    assert fig_clip.main(["offline", "--runs", str(tmp_path / "outputs" / "runs"), "--include-fast",
-                          "--out", str(figures), "--tables", str(figures)]) == 0
+    assert clip_figures.main(["offline", "--runs", str(tmp_path / "outputs" / "runs"), "--include-fast",
+                              "--out", str(figures), "--tables", str(figures)]) == 0
     assert sorted(p.name for p in figures.iterdir()) == ["offline.md", "offline.png", "offline_lambda.png"]
     table = (figures / "offline.md").read_text()
     assert "| standin | rot90 | equizero |" in table and "standin, rot90: vanilla drops:" in table
@@ -229,18 +228,16 @@ def test_fast_finetuning_moves_the_image_tower_and_records_the_curve(fixture_dat
 
 
 def test_paper_targets_stop_before_any_work_naming_what_is_missing(tmp_path, monkeypatch, capsys):
-    import clip_assets
-
     monkeypatch.setattr(clipmodels, "try_to_load_from_cache", lambda *a, **k: None)
-    assert clip_assets.main(["--models", "RN50,ViT-B-32", "--dataset", "cifar100", f"paths.data={tmp_path}"]) == 2
+    assert check_assets.main(["--models", "RN50,ViT-B-32", "--dataset", "cifar100", f"paths.data={tmp_path}"]) == 2
     message = capsys.readouterr().err.strip()
     assert message.startswith("error: CLIP RN50/openai weights not found at ") and "\n" not in message
     assert "also missing: CLIP ViT-B-32/openai weights, cifar100: CIFAR-100 (Krizhevsky 2009);" in message
-    monkeypatch.setattr(assets, "weights_reachable", lambda *a: True)  # a network: the weights are fetchable
+    monkeypatch.setattr(clip_asset_rows, "weights_reachable", lambda *a: True)  # a network: the weights are fetchable
     monkeypatch.setattr(catalog, "fetchable", lambda name, root: name != "imagenetv2")
-    assert clip_assets.main(["--models", "RN50", "--dataset", "cifar100", "download=true", f"paths.data={tmp_path}"]) == 0
-    assert clip_assets.main(["--models", "RN50", "--dataset", "cifar100", "download=false", f"paths.data={tmp_path}"]) == 2
-    assert clip_assets.main(["--models", "RN50", "--dataset", "imagenetv2", "download=true",
+    assert check_assets.main(["--models", "RN50", "--dataset", "cifar100", "download=true", f"paths.data={tmp_path}"]) == 0
+    assert check_assets.main(["--models", "RN50", "--dataset", "cifar100", "download=false", f"paths.data={tmp_path}"]) == 2
+    assert check_assets.main(["--models", "RN50", "--dataset", "imagenetv2", "download=true",
                              f"paths.data={tmp_path}"]) == 2
 
 

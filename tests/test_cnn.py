@@ -17,7 +17,8 @@ from equi.groups import image
 from equi.methods import wrap
 from equi.models.cnn import cifar_model, imagenet_model, imagenet_state_dict
 from equi.schema import check
-from equi.tasks import cnn
+from equi.tasks.cnn import ours
+from equi.tasks.cnn import toolkit as cnn
 
 FOLDER = "cifar10"
 
@@ -102,7 +103,7 @@ METHODS = {
     "equitune": {"name": "equitune"},
     "equizero-entropy": {"name": "equizero", "proxy": "entropy", "straight_through": True},
     "equizero-neg_max_prob": {"name": "equizero", "proxy": "neg_max_prob", "straight_through": True},
-    "lambda": {"name": "lambda", "lambda_hidden": 100, "lambda_layers": 2},
+    "lambda": {"name": "lambda", "lambda_hidden": 100, "lambda_layers": 2, "lambda_residual": False},
 }
 
 
@@ -160,9 +161,9 @@ def test_upright_share_finds_the_upright_view():
                                           ("alexnet", 512 * 256 + 256 + 256 * 10 + 10)])
 def test_linear_probing_trains_exactly_the_last_two_layers(arch, trained):
     model = cifar_model(arch)
-    part = cnn.finetuned_part(model, "last2")
+    part = ours.finetuned_part(model, "last2")
     assert sum(p.numel() for p in part.parameters()) == trained
-    assert cnn.finetuned_part(model, "all") is model
+    assert ours.finetuned_part(model, "all") is model
     assert check(compose_config(["task=cnn", "task.finetune.layers=last3"])).startswith(
         "unknown task.finetune.layers 'last3'; choose one of: all, last2")
 
@@ -211,7 +212,7 @@ def test_linear_probe_run_leaves_the_backbone_untouched(tmp_path, fixture_data, 
         kept["model"] = net
         return original(net, params, *args, **kwargs)
 
-    monkeypatch.setattr(cnn, "fit", spy)
+    monkeypatch.setattr(ours, "fit", spy)  # our protocol's λ stage and finetuning
     execute(fast("method=equitune", "task.model=resnet18", "task.finetune.layers=last2"), tmp_path)
     model = kept["model"].model
     assert kept["ids"] == {id(p) for p in model.probe.parameters()}

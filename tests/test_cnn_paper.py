@@ -1,7 +1,5 @@
 """task.protocol=paper: the paper's CNN protocol on cached trunk features, and its bug switches."""
 
-import sys
-
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -15,10 +13,9 @@ from equi.methods import wrap
 from equi.models.cnn import PaperHead, cifar_model, conv_trunk, imagenet_model
 from equi.proxy import max_prob
 from equi.schema import check
-from equi.tasks import cnn, cnn_paper
-
-sys.path.insert(0, str(equi.config.REPO_ROOT / "scripts"))
-import fig_cnn  # noqa: E402
+from equi.tasks.cnn import figures as cnn_figures
+from equi.tasks.cnn import paper as cnn_paper
+from equi.tasks.cnn import toolkit as cnn
 
 FOLDER = "cifar10"
 
@@ -63,7 +60,7 @@ def test_cached_features_equal_a_direct_forward_pass(fixture_data, arch):
 
 METHODS = {"vanilla": {"name": "vanilla"}, "equitune": {"name": "equitune"},
            "equizero": {"name": "equizero", "proxy": "entropy", "straight_through": True},
-           "lambda": {"name": "lambda", "lambda_hidden": 100, "lambda_layers": 2}}
+           "lambda": {"name": "lambda", "lambda_hidden": 100, "lambda_layers": 2, "lambda_residual": False}}
 
 
 def paper_net(method: dict, channels=512, positions=1):
@@ -120,14 +117,14 @@ def test_every_method_trains_a_head_on_cached_features(tmp_path, fixture_data):
     execute(fast("method=equizero", "method.proxy=neg_max_prob", "task.paper_protocol.bugs.argmin_max_prob=true"),
             tmp_path / "bug")
     table = tmp_path / "table.md"
-    assert fig_cnn.main(["--runs", str(tmp_path), "--protocol", "paper", "--include-fast", "--out", str(tmp_path),
-                         "--table", str(table)]) == 0
+    assert cnn_figures.main(["--runs", str(tmp_path), "--protocol", "paper", "--include-fast", "--out", str(tmp_path),
+                             "--table", str(table)]) == 0
     rows = table.read_text().splitlines()[2:]
     assert len(rows) == 5 and (tmp_path / "fig_cnn_paper.png").stat().st_size > 0
     assert any("equitune" in r and "71.0 → 75.5" in r for r in rows)  # the paper's AlexNet reading beside ours
     assert any("the paper code's bug" in r for r in rows)
-    assert fig_cnn.main(["--runs", str(tmp_path), "--protocol", "ours", "--include-fast", "--out", str(tmp_path),
-                         "--table", str(table)]) == 1  # no runs of our protocol there
+    assert cnn_figures.main(["--runs", str(tmp_path), "--protocol", "ours", "--include-fast", "--out", str(tmp_path),
+                             "--table", str(table)]) == 1  # no runs of our protocol there
 
 
 def test_each_bug_switch_changes_what_it_names(tmp_path, fixture_data, monkeypatch):

@@ -19,7 +19,7 @@ from equi import distributed, methods
 from equi.data import cifar
 from equi.groups import image
 from equi.models.cnn import cifar_resnet
-from equi.tasks import cnn
+from equi.tasks.cnn import toolkit as cnn
 
 from .conftest import REPO
 

@@ -1,7 +1,5 @@
 """Symmetric RL: the dynamics commute with each symmetry, and the wrapped policies are equivariant."""
 
-import sys
-
 import gymnasium
 import numpy as np
 import pytest
@@ -14,12 +12,8 @@ from equi.config import compose_config
 from equi.envs import gridworld
 from equi.experiment import execute
 from equi.schema import check
-from equi.tasks import dqn
-
-from .conftest import REPO
-
-sys.path.insert(0, str(REPO / "scripts"))
-import fig2  # noqa: E402
+from equi.tasks.dqn import figures as dqn_figures
+from equi.tasks.dqn import runner as dqn
 
 RNG = np.random.default_rng(0)
 
@@ -140,12 +134,12 @@ def test_fig2_keeps_the_configured_budget_and_fig2_budget_draws_every_one(tmp_pa
             record = execute(compose_config(["task=dqn", "task.env=cartpole", f"method={method}", "fast=true",
                                              "logger=none", f"task.fast.envs.cartpole.timesteps={steps}"]),
                              tmp_path / "runs" / f"{method}{steps}")
-            budgets_seen[(method, steps)] = fig2.at_configured_budget(record)
+            budgets_seen[(method, steps)] = dqn_figures.at_configured_budget(record)
     assert budgets_seen == {(m, s): s == 300 for m in ("vanilla", "equitune", "equizero") for s in (300, 600)}
     plain, budgets = tmp_path / "fig2.md", tmp_path / "budget.md"
     common = ["--runs", str(tmp_path / "runs"), "--include-fast", "--png", str(tmp_path / "f.png")]
-    assert fig2.main([*common, "--table", str(plain)]) == 0
+    assert dqn_figures.main([*common, "--table", str(plain)]) == 0
     assert len(plain.read_text().splitlines()[2:]) == 1
-    assert fig2.main([*common, "--budget", "--table", str(budgets)]) == 0
+    assert dqn_figures.main([*common, "--budget", "--table", str(budgets)]) == 0
     rows = budgets.read_text().splitlines()[2:]
     assert [r.split(" | ")[1] for r in rows] == ["300", "600"] and all(r.split(" | ")[5] == "1" for r in rows)

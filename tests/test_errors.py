@@ -20,7 +20,7 @@ from equi.data.scan import SPLITS
 from equi.errors import ConfigError, MissingAssetError, UserError
 from equi.experiment import ERROR, execute
 from equi.logger import has_wandb_credentials
-from equi.tasks import scan
+from equi.tasks.scan import runner as scan
 
 from .conftest import REPO
 
@@ -119,7 +119,11 @@ def test_every_launcher_key_has_a_rule_and_bad_values_are_one_line(launcher):
     (["logger.mode=onlin"], "unknown logger.mode 'onlin'; choose one of: online, offline, disabled"),
     (["seed=0,1,-2"], "seed must be an integer in [0, 4294967295], got -2"),  # every sweep value is checked
     (["~task.epochs"], "task.epochs is missing; it must be an integer in [1, 10000]"),
-    (["experiment=scan_lstm_vanilla", "task.split=simple"], "paper does not resolve: Interpolation key 'paper_by_split.simple'"),
+    (["label=${nosuch}"], "label does not resolve: Interpolation key 'nosuch' not found"),
+    (["+task.epocs=3"], "unknown config key 'task.epocs' (did you mean 'task.epochs'?)"),
+    (["+extra=1"], "unknown config key 'extra'"),
+    (["task=cnn", "+task.finetune.epoch=3"], "unknown config key 'task.finetune.epoch' (did you mean 'task.finetune.epochs'?)"),
+    (["fast=true", "+task.fast.epocs=3"], "unknown config key 'task.fast.epocs' (did you mean 'task.epochs'?)"),
     (["task=scan", "method=lambda", "method.decoding=paper"],
      "unknown method.decoding 'paper'; choose one of: per_view, stepwise (or null)"),
     (["task=cnn", "method=equitune", "method.decoding=stepwise"], "method.decoding='stepwise' is for task=scan only; task 'cnn' takes null"),
@@ -127,6 +131,29 @@ def test_every_launcher_key_has_a_rule_and_bad_values_are_one_line(launcher):
 def test_bad_values_on_the_command_line_are_one_line(overrides, message):
     problem = check_cli(overrides)
     assert problem is not None and problem.startswith(message) and "\n" not in problem
+
+
+def test_a_misspelled_key_in_an_experiment_file_is_one_line(tmp_path, monkeypatch):
+    import shutil
+
+    from equi import config
+
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    (conf / "experiment" / "d5_typo.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /task: synthetic\ntask:\n  epocs: 3\nlabel: typo\n")
+    monkeypatch.setattr(config, "CONF_DIR", conf)
+    assert check_cli(["experiment=d5_typo"]) == "unknown config key 'task.epocs' (did you mean 'task.epochs'?)"
+    with pytest.raises(ConfigError, match=r"^unknown config key 'task.epocs' \(did you mean 'task.epochs'\?\)$"):
+        execute(compose_config(["experiment=d5_typo"]), tmp_path / "run")  # the run checks it too, before any work
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_key_added_with_plus_stops_the_command_with_one_line(tmp_path):
+    result = run_cli("+task.epocs=3", "fast=true", "logger=none", env={"EQUI_OUTPUTS": str(tmp_path)})
+    assert (result.returncode, result.stderr.strip()) == (
+        2, "error: unknown config key 'task.epocs' (did you mean 'task.epochs'?)")
+    assert not (tmp_path / "runs").exists()
 
 
 def test_execute_checks_the_composed_config_before_any_work(tmp_path):
@@ -228,8 +255,7 @@ def test_asset_report_names_what_is_missing_and_how_to_get_it(tmp_path, capsys, 
     monkeypatch.setenv("EQUI_DATA_MIRROR", str(mirror))
     assets.report([f"paths.data={tmp_path}", f"paths.outputs={tmp_path / 'out'}", "download=true"])
     assert re.search(r"scan: SCAN release \(Lake & Baroni 2018\)\s+fetchable", capsys.readouterr().out)
-    for task in choices("task"):
-        assert task in assets.REPORTS or (task, "(no asset report: add one to equi.assets.REPORTS)") in rows
+    assert {row[0] for row in rows} >= set(choices("task"))  # every task has its rows, from its own package
 
 
 def test_sweep_survives_a_failing_run_and_a_rerun_retries_only_it(tmp_path):
@@ -260,14 +286,12 @@ def test_sweep_survives_a_failing_run_and_a_rerun_retries_only_it(tmp_path):
 def test_a_bug_keeps_its_traceback_alone_and_is_recorded_in_a_sweep(tmp_path, monkeypatch, capsys):
     from equi import experiment, tasks
 
-    def runner(name):
-        def run(cfg, ctx):
-            if cfg.seed == 0:
-                raise RuntimeError("a bug")
-            return {"test_loss": 1.0}
-        return run
+    def run(task, cfg, ctx):
+        if cfg.seed == 0:
+            raise RuntimeError("a bug")
+        return {"test_loss": 1.0}
 
-    monkeypatch.setattr(tasks, "runner", runner)
+    monkeypatch.setattr(tasks.Task, "run", run)
     monkeypatch.setattr(sys, "argv", ["run.py", "fast=true", "logger=none"])
     with pytest.raises(SystemExit) as exit_:
         experiment.hydra_entry()

@@ -201,12 +201,10 @@ def test_read_only_outputs_are_named_before_hydra_makes_the_run_dir(tmp_path, mo
 # 3. Hydra's "Error executing job" once
 
 def test_a_bug_prints_hydras_error_executing_job_line_once(monkeypatch, capsys):
-    def runner(name):
-        def run(cfg, ctx):
-            raise RuntimeError("a bug")
-        return run
+    def run(task, cfg, ctx):
+        raise RuntimeError("a bug")
 
-    monkeypatch.setattr(tasks, "runner", runner)
+    monkeypatch.setattr(tasks.Task, "run", run)
     monkeypatch.setattr(sys, "argv", ["run.py", *FAST])
     with pytest.raises(SystemExit) as exit_:
         experiment.hydra_entry()
@@ -220,12 +218,10 @@ def test_a_bug_prints_hydras_error_executing_job_line_once(monkeypatch, capsys):
 def test_a_failed_forced_rerun_keeps_the_earlier_results_aside_and_says_so(tmp_path, monkeypatch, capsys):
     failure = {}
 
-    def runner(name):
-        def run(cfg, ctx):
-            if failure:
-                raise failure["error"]
-            return {"test_loss": 1.0}
-        return run
+    def task_run(task, cfg, ctx):
+        if failure:
+            raise failure["error"]
+        return {"test_loss": 1.0}
 
     def run(*args):
         monkeypatch.setattr(sys, "argv", ["run.py", *FAST, *args])
@@ -233,7 +229,7 @@ def test_a_failed_forced_rerun_keeps_the_earlier_results_aside_and_says_so(tmp_p
             experiment.hydra_entry()
         return exit_.value.code
 
-    monkeypatch.setattr(tasks, "runner", runner)
+    monkeypatch.setattr(tasks.Task, "run", task_run)
     monkeypatch.setattr(sys, "argv", ["run.py", *FAST])
     experiment.hydra_entry()
     [run_dir] = run_dirs(tmp_path / "outputs")
@@ -306,7 +302,7 @@ def test_a_typed_task_value_wins_over_the_fast_block_in_a_run_dir_of_its_own(tmp
     assert sorted(records) == [2, 3]  # the fast block's 2 epochs, and the 3 typed
     assert records[3]["config"]["typed_over_fast"] == ["task.epochs"] and "typed_over_fast" not in records[2]["config"]
     assert records[3]["run_key"] != records[2]["run_key"]
-    table = subprocess.run([sys.executable, "scripts/collect_results.py", "--runs", str(tmp_path / "outputs" / "runs"),
+    table = subprocess.run([sys.executable, "-m", "equi.report", "--runs", str(tmp_path / "outputs" / "runs"),
                             "--include-fast"], cwd=REPO, capture_output=True, text=True, check=True)
     assert "older defaults" not in table.stderr  # the table's check of run keys sees the typed values too
 

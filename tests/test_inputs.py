@@ -19,8 +19,8 @@ from equi.errors import MissingAssetError
 from equi.experiment import RESULTS, effective_config, execute_with_status
 from equi.inputs import Fingerprints, adoptable
 from equi.models import clip as clipmodels
-from equi.tasks import clip as cliptask
-from equi.tasks import scan
+from equi.tasks.clip import runner as cliptask
+from equi.tasks.scan import runner as scan
 
 from .conftest import REPO
 

@@ -3,7 +3,6 @@ EquizeroLM generations on a tiny random GPT-2 with the real GPT-2 tokenizer, R-E
 the KV cache, the word-list repairs, the regard stand-in, one-line errors and the runner."""
 
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -17,14 +16,12 @@ from equi.models import lm as lms
 from equi.models import regard
 from equi.operator import EquivariantWrapper
 from equi.sampling import orbit_ranks, sample_rank
-from equi.tasks import nlg
+from equi.tasks.nlg import figures as nlg_figures
+from equi.tasks.nlg import runner as nlg
 from equi.weighting import RelaxedUniform
 
-from .conftest import FIXTURES, REPO
+from .conftest import FIXTURES
 from .test_errors import assert_one_line_exit_2, run_cli
-
-sys.path.insert(0, str(REPO / "scripts"))
-import fig_nlg  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -236,11 +233,11 @@ def test_figure_and_table_from_runs(tmp_path):
         execute(compose_config(["task=nlg", "fast=true", "logger=none", f"method={m}"]), tmp_path / "runs" / m)
     out, tables = tmp_path / "fig", tmp_path / "tables"
     common = ["--runs", str(tmp_path / "runs"), "--out", str(out), "--tables", str(tables), "--include-fast"]
-    assert fig_nlg.main(["fig3", *common]) == 0
+    assert nlg_figures.main(["fig3", *common]) == 0
     text = (tables / "fig3.md").read_text()
     assert (out / "fig3.png").exists() and (out / "fig3_vader.png").exists()
     assert "| gender | EquiLM | The man |" in text and "exact swaps: 1.00, 1.00" in text
-    assert fig_nlg.main(["samples", *common]) == 0
+    assert nlg_figures.main(["samples", *common]) == 0
     samples = (tables / "nlg_samples.md").read_text().splitlines()
     assert sum(line.startswith("| EquiLM | The gay person |") for line in samples) == 5  # of its 2 seeds × 5 contexts
 

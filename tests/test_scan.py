@@ -11,7 +11,7 @@ from equi.errors import ConfigError, MissingAssetError
 from equi.experiment import execute
 from equi.models.gseq2seq import Tied, orbit_index
 from equi.sequence import StepwiseEquivariantDecoder
-from equi.tasks import scan
+from equi.tasks.scan import runner as scan
 from equi.weighting import LambdaNet, Uniform
 
 RELEASE_COUNTS = {  # lines of the official release files (train, test)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import shlex
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -19,11 +18,10 @@ from equi.config import check_cli, compose_config, run_key
 from equi.data import scan as data
 from equi.errors import ConfigError
 from equi.experiment import execute
-from equi.tasks import scan
+from equi.tasks.scan import figures as scan_figures
+from equi.tasks.scan import runner as scan
 
 from .conftest import REPO, write_scan_run
-
-sys.path.insert(0, str(REPO / "scripts"))
 
 PAPER_RECIPE = ["task.finetune.batch_size=1", "task.finetune.weight_decay=1e-4", "task.finetune.lr=paper",
                 "task.finetune.loss=sum_to_predicted_eos", "task.finetune.clip_scope=encoder_decoder"]
@@ -197,7 +195,7 @@ def test_the_finetuning_tables_take_the_papers_recipe_unless_told_ours():
 def test_the_scan_tables_pretrain_the_papers_way_unless_told_ours():
     for target, table in (("table2", "table2"), ("table-scan-finetune", "table_scan_finetune_lstm")):
         paper, ours = make_dry(target=target).stdout, make_dry("SCAN_PRETRAIN=ours", target=target).stdout
-        assert "task.pretrain.batch_size" not in ours.split("collect_results.py")[0]
+        assert "task.pretrain.batch_size" not in ours.split(" -m equi.report ")[0]
         assert "--where task.pretrain.batch_size!=1 " in ours and f"{table}_our_pretraining.md" in ours
         assert " ".join(PAPER_PRETRAINING) in paper and "--where task.pretrain.clip_scope=encoder_decoder " in paper
         assert f"{table}.md" in paper
@@ -213,10 +211,10 @@ def test_the_scan_tables_pretrain_the_papers_way_unless_told_ours():
 ])
 def test_each_scan_tables_rows_are_the_runs_its_sweep_makes(target, variables):
     """Every --where of the table holds for the config its own sweep composes (its first job)."""
-    from collect_results import config_value, parse_condition
+    from equi.report import config_value, parse_condition
 
     lines = make_dry(*variables, target=target).stdout.splitlines()  # under `make test`, also make[1]'s own lines
-    sweep, collect = (next(line for line in lines if step in line) for step in (" run.py -m ", "collect_results.py"))
+    sweep, collect = (next(line for line in lines if step in line) for step in (" run.py -m ", " -m equi.report "))
     overrides = [o.split("=", 1)[0] + "=" + o.split("=", 1)[1].split(",")[0] for o in shlex.split(sweep.split(" -m ")[1])]
     config = OmegaConf.to_container(compose_config(overrides), resolve=True)
     words = collect.split()
@@ -247,26 +245,22 @@ def test_batches_smaller_than_the_process_count_are_one_line(monkeypatch):
 
 
 def test_the_few_shot_curve_refuses_runs_of_two_finetuning_recipes(tmp_path):
-    import fig_scan_fewshot
-
     for n, (batch, lr, examples) in enumerate([(32, 5e-4, 0), (32, 5e-4, 10000), (1, "paper", 10000)]):
         write_scan_run(tmp_path / "runs", f"run{n}", "equizero", 50.0 + n, pretrain={"keep": "best_val"},
                        finetune={"examples": examples, "batch_size": batch, "lr": lr})
     common = ["--runs", str(tmp_path / "runs"), "--png", str(tmp_path / "f.png"), "--table", str(tmp_path / "t.md")]
-    assert fig_scan_fewshot.main(common) == 2
-    assert fig_scan_fewshot.main([*common, "--where", "task.finetune.lr!=paper"]) == 0
+    assert scan_figures.main(common) == 2
+    assert scan_figures.main([*common, "--where", "task.finetune.lr!=paper"]) == 0
     assert (tmp_path / "t.md").read_text().splitlines()[3] == "| 10000 | - | - | 51.0 (0.0), n=1 |"
 
 
 def test_the_few_shot_curve_refuses_runs_of_two_pretrainings(tmp_path, capsys):
     """A run made before clip_scope existed clipped the whole model: it is not the paper-pretrained one."""
-    import fig_scan_fewshot
-
     for n, pretrain in enumerate([{}, {"clip_scope": "encoder_decoder"}]):
         write_scan_run(tmp_path / "runs", f"run{n}", "vanilla", 10.0 + n,
                        pretrain={"keep": "best_val", "batch_size": 1, **pretrain})
     common = ["--runs", str(tmp_path / "runs"), "--png", str(tmp_path / "f.png"), "--table", str(tmp_path / "t.md")]
-    assert fig_scan_fewshot.main(common) == 2
+    assert scan_figures.main(common) == 2
     assert capsys.readouterr().err.startswith("error: the runs come from 2 pretrained models (")
-    assert fig_scan_fewshot.main([*common, "--where", "task.pretrain.clip_scope=encoder_decoder"]) == 0
+    assert scan_figures.main([*common, "--where", "task.pretrain.clip_scope=encoder_decoder"]) == 0
     assert (tmp_path / "t.md").read_text().splitlines()[2] == "| 0 | 11.0 (0.0), n=1 | - | - |"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -11,12 +9,10 @@ from omegaconf import OmegaConf
 from equi.config import check_cli, compose_config, run_key
 from equi.data import scan as data
 from equi.experiment import execute
-from equi.tasks import scan
+from equi.tasks.scan import figures as scan_figures
+from equi.tasks.scan import runner as scan
 
-from .conftest import REPO, write_scan_run
-
-sys.path.insert(0, str(REPO / "scripts"))
-import fig_scan_fewshot  # noqa: E402
+from .conftest import write_scan_run
 
 PAPER = ["task=scan", "task.architecture=seq2seq_paper"]
 
@@ -183,10 +179,10 @@ def test_the_few_shot_curve_keeps_one_models_runs(tmp_path):
         write_scan_run(tmp_path / "runs", f"run{n}", method, accuracy, architecture, pretrain)
     table = tmp_path / "t.md"
     common = ["--runs", str(tmp_path / "runs"), "--png", str(tmp_path / "f.png"), "--table", str(table)]
-    assert fig_scan_fewshot.main([*common, "--where", "task.architecture=seq2seq_paper",
-                                  "--where", "task.pretrain.keep=best_val"]) == 0
+    assert scan_figures.main([*common, "--where", "task.architecture=seq2seq_paper",
+                              "--where", "task.pretrain.keep=best_val"]) == 0
     assert table.read_text().splitlines()[2] == "| 0 | 1.0 (0.0), n=1 | - | 70.0 (0.0), n=1 |"
-    assert fig_scan_fewshot.main([*common, "--where", "task.architecture=seq2seq",
-                                  "--where", "task.pretrain.keep!=best_val"]) == 0
+    assert scan_figures.main([*common, "--where", "task.architecture=seq2seq",
+                              "--where", "task.pretrain.keep!=best_val"]) == 0
     assert table.read_text().splitlines()[2] == "| 0 | 9.0 (0.0), n=1 | - | - |"
-    assert fig_scan_fewshot.main(common) == 2  # three models: no curve that mixes them
+    assert scan_figures.main(common) == 2  # three models: no curve that mixes them

@@ -11,7 +11,7 @@ import torch
 from equi import groups as G
 from equi.config import compose_config
 from equi.experiment import execute
-from equi.tasks import synthetic
+from equi.tasks.synthetic import runner as synthetic
 
 from .conftest import REPO
 
@@ -103,7 +103,7 @@ def test_rerun_skips_a_finished_run_and_force_reruns(tmp_path, capsys):
     assert (tmp_path / "results.json").stat().st_mtime_ns == mtime
     changed = compose_config(["fast=true", "logger=none", "task.lr=0.01"])
     assert execute(changed, tmp_path)["run_key"] != first["run_key"]  # a changed config is not "finished"
-    relabelled = execute(compose_config(["fast=true", "logger=none", "label=renamed", "paper=1.0"]), tmp_path)
+    relabelled = execute(compose_config(["fast=true", "logger=none", "label=renamed"]), tmp_path)
     assert relabelled["label"] == "renamed" and relabelled["metrics"] == first["metrics"]
     assert json.loads((tmp_path / "results.json").read_text())["label"] == "renamed"
     execute(compose_config(["fast=true", "logger=none"]), tmp_path)  # a plain rerun keeps the table label
@@ -130,7 +130,7 @@ def test_sweep_through_run_py_and_collect_table(tmp_path):
     cmd = [sys.executable, "run.py", "-m", "experiment=d5_mlp,d5_canon", "seed=0,1", "fast=true", "logger=none"]
     subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True, timeout=600)
     assert len(list((outputs / "runs").glob("*/results.json"))) == 4
-    table = subprocess.run([sys.executable, "scripts/collect_results.py", "--runs", str(outputs / "runs"), "--include-fast"],
+    table = subprocess.run([sys.executable, "-m", "equi.report", "--runs", str(outputs / "runs"), "--include-fast"],
                            cwd=REPO, capture_output=True, text=True, check=True).stdout
     lines = table.splitlines()
     assert lines[0] == "| model | test_loss: ours, mean (std) | runs | paper |"
@@ -140,19 +140,19 @@ def test_sweep_through_run_py_and_collect_table(tmp_path):
     zero["paper"], zero["label"], zero["run_key"] = 0.0, "Zero", "other"
     (outputs / "runs" / "zero").mkdir()
     (outputs / "runs" / "zero" / "results.json").write_text(json.dumps(zero))
-    table = subprocess.run([sys.executable, "scripts/collect_results.py", "--runs", str(outputs / "runs"), "--include-fast",
+    table = subprocess.run([sys.executable, "-m", "equi.report", "--runs", str(outputs / "runs"), "--include-fast",
                             "--paper-rows", "--where", "method.name=vanilla"], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    assert [line.split(" | ")[0] for line in table.splitlines()[2:]] == ["| MLP", "| Zero"]  # a paper number of 0.0 counts
-    assert table.splitlines()[-1].endswith("| 0.0 |")
-    others = subprocess.run([sys.executable, "scripts/collect_results.py", "--runs", str(outputs / "runs"), "--include-fast",
-                             "--where", "method.name!=vanilla", "--where", "paper_by_split=null"],
+    assert [line.split(" | ")[0] for line in table.splitlines()[2:]] == ["| MLP"]  # the paper column is basu2023.yaml's:
+    assert table.splitlines()[-1].endswith("| 0.91 (0.82) |")  # a run's own `paper` (Zero's 0.0) is not read
+    others = subprocess.run([sys.executable, "-m", "equi.report", "--runs", str(outputs / "runs"), "--include-fast",
+                             "--where", "method.name!=vanilla"],
                             cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert [line.split(" | ")[0] for line in others.splitlines()[2:]] == ["| Canon-MLP"]
     # a run whose overrides now compose into another run (older defaults) is left out, with a note
     overrides = next((outputs / "runs").glob("synthetic-vanilla-seed1-*")) / ".hydra" / "overrides.yaml"
     original = overrides.read_text()
     overrides.write_text(original.replace("seed=1", "seed=7"))
-    stale = subprocess.run([sys.executable, "scripts/collect_results.py", "--runs", str(outputs / "runs"), "--include-fast",
+    stale = subprocess.run([sys.executable, "-m", "equi.report", "--runs", str(outputs / "runs"), "--include-fast",
                             "--paper-rows"], cwd=REPO, capture_output=True, text=True, check=True)
     assert "skipped 1 run(s) made with older defaults" in stale.stderr
     mlp = next(line for line in stale.stdout.splitlines() if line.startswith("| MLP |"))
@@ -162,7 +162,7 @@ def test_sweep_through_run_py_and_collect_table(tmp_path):
     twin["run_key"], twin["config"]["task"]["lr"] = "twin", 0.5  # other settings, same label and seed
     (outputs / "runs" / "twin").mkdir()
     (outputs / "runs" / "twin" / "results.json").write_text(json.dumps(twin))
-    mixed = subprocess.run([sys.executable, "scripts/collect_results.py", "--runs", str(outputs / "runs"), "--include-fast",
+    mixed = subprocess.run([sys.executable, "-m", "equi.report", "--runs", str(outputs / "runs"), "--include-fast",
                             "--paper-rows"], cwd=REPO, capture_output=True, text=True, check=True)
     assert "warning: row 'MLP' holds 3 runs for seeds [0, 1]" in mixed.stderr
     assert next(line for line in mixed.stdout.splitlines() if line.startswith("| MLP |")).endswith("| 3 | 0.91 (0.82) |")

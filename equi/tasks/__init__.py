@@ -1,37 +1,67 @@
-"""Task runners: each picks a model, a group, a proxy loss and a training loop.
+"""The task registry: every task is one package, ``equi/tasks/<name>/``, that registers a ``Task``.
 
-A runner is ``run(cfg, ctx) -> metrics`` in its own module; methods come from
-``equi.methods.wrap`` so no runner holds a copy of the operator. A task that reads data files or
-resolves weights says which in ``inputs(cfg, ctx) -> {name: fingerprint}`` (see equi.inputs).
+A task package's ``__init__`` registers its ``Task`` and stays light (it is imported to check a
+config): the runner (``run(cfg, ctx) -> metrics``, and ``inputs(cfg, ctx) -> {name: fingerprint}``
+when the task reads data files or weights; see equi.inputs) and the asset report are named by
+module path and imported only when used. Its config lives in ``conf/task/<name>.yaml``, and the
+rules of its keys in ``Task.rules`` (see equi.schema). docs/adding-a-task.md walks through one.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import ConfigError
 
-RUNNERS = {
-    "clip": "equi.tasks.clip",
-    "cnn": "equi.tasks.cnn",
-    "dqn": "equi.tasks.dqn",
-    "nlg": "equi.tasks.nlg",
-    "scan": "equi.tasks.scan",
-    "synthetic": "equi.tasks.synthetic",
-}
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    runner: str  # module with run(cfg, ctx) -> metrics and, if the task reads files, inputs(cfg, ctx)
+    rules: dict[str, Any]  # task.* key (dotted, * for one level) -> equi.schema rule; every key needs one
+    assets: str | None = None  # "module:function" giving its rows of `python run.py assets`; None: reads no files
+    method_options: dict[str, tuple] = field(default_factory=dict)  # method keys only this task takes (scan: decoding)
+
+    def run(self, cfg, ctx) -> dict:
+        return importlib.import_module(self.runner).run(cfg, ctx)
+
+    def inputs(self, cfg, ctx) -> dict:
+        """The fingerprints of what the run reads; {} for a task that reads no files."""
+        read = getattr(importlib.import_module(self.runner), "inputs", None)
+        return read(cfg, ctx) if read else {}
+
+    def asset_rows(self, cfg) -> list:
+        """The task's rows of `python run.py assets`: none for a task that reads no data or weights."""
+        if self.assets is None:
+            return []
+        module, function = self.assets.split(":")
+        return getattr(importlib.import_module(module), function)(cfg)
 
 
-def _module(name: str):
-    if name not in RUNNERS:
-        raise ConfigError(f"unknown task {name!r}; choose one of: {', '.join(sorted(RUNNERS))}")
-    return importlib.import_module(RUNNERS[name])
+REGISTRY: dict[str, Task] = {}
 
 
-def runner(name: str) -> Callable:
-    return _module(name).run
+def register(task: Task) -> Task:
+    REGISTRY[task.name] = task
+    return task
 
 
-def inputs(name: str) -> Callable:
-    """The task's `inputs(cfg, ctx)`; a task that reads no files has none, and reads {}."""
-    return getattr(_module(name), "inputs", lambda cfg, ctx: {})
+def packages() -> list[str]:
+    """The task packages under equi/tasks/."""
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if m.ispkg)
+
+
+def get(name: str) -> Task:
+    """The registered task (its package imported on first use)."""
+    if name not in REGISTRY and name in packages():
+        importlib.import_module(f"{__name__}.{name}")
+    if name not in REGISTRY:
+        raise ConfigError(f"unknown task {name!r}; choose one of: {', '.join(names())}")
+    return REGISTRY[name]
+
+
+def names() -> list[str]:
+    return sorted({*packages(), *REGISTRY})

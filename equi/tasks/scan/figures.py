@@ -1,5 +1,6 @@
-#!/usr/bin/env python
 """SCAN few-shot curve: test accuracy against finetuning examples, one line per method.
+
+    python -m equi.tasks.scan.figures [--cell lstm] [--split add_jump] [--where key=value …]
 
 Reads scan runs (one cell and split) and writes a PNG plus a markdown table, mean (std) over seeds.
 """
@@ -16,8 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from collect_results import REPO, load, mean_std, stats  # noqa: E402
+from equi.report import REPO, load, mean_std, stats  # noqa: E402
 
 METHODS = ["vanilla", "equitune", "equizero"]
 

@@ -29,19 +29,19 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from .. import distributed, hardware
-from ..data import catalog, fairness
-from ..data.download import hub_reachable
-from ..errors import ConfigError, blame_user
-from ..experiment import RunContext
-from ..groups import VocabularyGroup, token_swaps
-from ..models import lm as lms
-from ..models import regard as regards
-from ..operator import EquivariantWrapper
-from ..results import package_version, write_text_atomic
-from ..sampling import ChunkSampler, RankSampler, RegardProxy, sentence_text
-from ..sequence import StepwiseEquivariantDecoder
-from ..weighting import ProxyArgmin, RelaxedUniform, Uniform
+from ... import distributed, hardware
+from ...data import catalog, fairness
+from ...data.download import hub_reachable
+from ...errors import ConfigError, blame_user
+from ..context import RunContext
+from ...groups import VocabularyGroup, token_swaps
+from ...models import lm as lms
+from ...models import regard as regards
+from ...operator import EquivariantWrapper
+from ...results import package_version, write_text_atomic
+from ...sampling import ChunkSampler, RankSampler, RegardProxy, sentence_text
+from ...sequence import StepwiseEquivariantDecoder
+from ...weighting import ProxyArgmin, RelaxedUniform, Uniform
 
 MODEL_NAMES = {("vanilla", False): "LM", ("equitune", False): "EquiLM", ("equitune", True): "R-EquiLM",
                ("equizero", False): "EquizeroLM", ("equizero", True): "R-EquizeroLM"}

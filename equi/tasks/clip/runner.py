@@ -19,19 +19,19 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .. import distributed, hardware, methods
-from ..cache import checkpoint_path, load_cached, save_atomically
-from ..data import cifar, imagesets
-from ..data.prompts import CIFAR10_CLASSES, CIFAR_TEMPLATES, PROMPTS
-from ..errors import ConfigError, MissingAssetError
-from ..experiment import RunContext
-from ..groups import FiniteGroup, image
-from ..models import clip_standin
-from ..models.clip import (ImageEncoder, Preprocess, ZeroShotHead, cached_weights, load_pretrained, missing_weights,
+from ... import distributed, hardware, methods
+from ...cache import checkpoint_path, load_cached, save_atomically
+from ...data import cifar, imagesets
+from ...data.prompts import CIFAR10_CLASSES, CIFAR_TEMPLATES, PROMPTS
+from ...errors import ConfigError, MissingAssetError
+from ..context import RunContext
+from ...groups import FiniteGroup, image
+from ...models import clip_standin
+from ...models.clip import (ImageEncoder, Preprocess, ZeroShotHead, cached_weights, load_pretrained, missing_weights,
                            preprocess_cfg, random_clip, standin_clip, weights_file_id, weights_reachable,
                            zero_shot_weights)
-from ..operator import EquivariantWrapper, outputs_collecting_weights
-from ..weighting import Featurized
+from ...operator import EquivariantWrapper, outputs_collecting_weights
+from ...weighting import Featurized
 
 
 @torch.no_grad()

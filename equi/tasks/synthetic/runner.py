@@ -13,9 +13,9 @@ from omegaconf import DictConfig
 from torch import nn
 from tqdm import tqdm
 
-from .. import distributed, hardware, methods
-from ..experiment import RunContext
-from ..groups import SO2, VectorAngle
+from ... import distributed, hardware, methods
+from ..context import RunContext
+from ...groups import SO2, VectorAngle
 
 
 def target(x: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,6 @@
-#!/usr/bin/env python
 """rot90-CIFAR10 (paper Figures 5b, 11b, 12): finetuning curves, a table, and λ per rotation.
+
+    python -m equi.tasks.cnn.figures [--protocol ours|paper] [--paper-legend] [--where key=value …]
 
 Reads task=cnn runs of one protocol. `--protocol ours`: test accuracy against finetuning
 epoch for every model and finetuning mode (all layers, linear probing), a table of zero-shot
@@ -25,12 +26,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from collect_results import REPO, load, mean_std  # noqa: E402
-
+from equi import paper  # noqa: E402
 from equi.data import cifar, imagesets  # noqa: E402
 from equi.groups import image  # noqa: E402
-from fig_clip import views_figure  # noqa: E402
+from equi.plots import views_figure  # noqa: E402
+from equi.report import REPO, load, mean_std  # noqa: E402
 
 ROWS = ["vanilla", "equitune", "equizero (entropy)", "equizero (neg_max_prob)", "lambda"]
 MODES = {"all": "finetuning all layers", "last2": "linear probing (last two layers)"}
@@ -39,10 +39,13 @@ PAPER_ROWS = ["vanilla", "equitune", "equizero (entropy)", "equizero (neg_max_pr
 LABELS = {PAPER_BUG_ROW: "equizero (max prob, argmin: the paper code's bug)"}
 PAPER_LEGEND = {"equizero (entropy)": "equizero (with max probability)",  # the paper's figure, labels swapped
                 PAPER_BUG_ROW: "equizero (with entropy)", "lambda": "$\\lambda$-equitune"}
-# Figures 5b / 11b, read off the plots: accuracy (%) at the paper's epoch 0 and epoch 9
-PAPER = {("resnet18", "lambda"): (77.0, 80.0), ("resnet18", "equitune"): (74.0, 77.0),
-         ("resnet18", "equizero (entropy)"): (62.0, 63.5), ("alexnet", "lambda"): (75.5, 80.0),
-         ("alexnet", "equitune"): (71.0, 75.5), ("alexnet", "equizero (entropy)"): (69.0, 72.0)}
+PAPER_EPOCHS = (0, 9)  # the paper's epochs of its Figures 5b / 11b readings (basu2023.yaml's fig5b)
+
+
+def paper_readings(model: str, row: str) -> tuple[float, float] | None:
+    """The paper's accuracy (%) for `row` of `model` at its epochs 0 and 9 (Figures 5b / 11b), or None."""
+    readings = [paper.find("fig5b", model, row, epoch) for epoch in PAPER_EPOCHS]
+    return None if None in readings else tuple(r.value for r in readings)
 
 
 def row_name(record: dict) -> str:
@@ -128,9 +131,9 @@ def paper_figure(groups: dict, models: list[str], path: Path, paper_legend: bool
             label = (PAPER_LEGEND if paper_legend else LABELS).get(row, row)
             line = ax.plot(epochs, mean, marker="o", label=f"{label} ({len(runs)} seed{'s' * (len(runs) > 1)})")[0]
             ax.fill_between(epochs, mean - std, mean + std, alpha=0.15, color=line.get_color())
-            if (model, row) in PAPER:
-                start, end = PAPER[(model, row)]
-                ax.plot([0, 9], [start, end], ls=":", marker="s", mfc="none", color=line.get_color())
+            readings = paper_readings(model, row)
+            if readings:
+                ax.plot(PAPER_EPOCHS, readings, ls=":", marker="s", mfc="none", color=line.get_color())
         ax.set_title(f"{model}: the paper's protocol (dotted: the paper's readings)")
         ax.set_xlabel("epoch (the paper's numbering: 0 = after the first)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -149,11 +152,11 @@ def paper_table(groups: dict, models: list[str]) -> str:
     for model in models:
         for row in paper_rows(groups, model):
             runs = groups[(model, "head", row)]
-            paper = PAPER.get((model, row))
+            readings = paper_readings(model, row)
             lines.append(f"| {model} | {LABELS.get(row, row)} | {mean_std([r['metrics']['curve'][0] for r in runs], 1)} "
                          f"| {mean_std([r['metrics']['test_accuracy'] for r in runs], 1)} "
                          f"| {len(runs[0]['metrics']['curve'])} "
-                         f"| {f'{paper[0]:.1f} → {paper[1]:.1f}' if paper else '-'} | {len(runs)} |")
+                         f"| {f'{readings[0]:.1f} → {readings[1]:.1f}' if readings else '-'} | {len(runs)} |")
     return "\n".join(lines)
 
 

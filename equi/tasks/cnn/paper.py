@@ -20,14 +20,14 @@ from omegaconf import DictConfig
 from torch import nn
 from tqdm import tqdm
 
-from .. import hardware, methods
-from ..cache import load_cached, save_atomically
-from ..data import cifar
-from ..experiment import RunContext
-from ..groups import image
-from ..models.cnn import Backbone, PaperHead, conv_trunk
-from ..proxy import max_prob
-from . import cnn
+from ... import hardware, methods
+from ...cache import load_cached, save_atomically
+from ...data import cifar
+from ..context import RunContext
+from ...groups import image
+from ...models.cnn import Backbone, PaperHead, conv_trunk
+from ...proxy import max_prob
+from . import toolkit as cnn
 
 
 class FirstView(nn.Module):

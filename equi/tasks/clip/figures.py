@@ -1,12 +1,11 @@
-#!/usr/bin/env python
 """CLIP under rotations and flips (paper Figures 4, 5a, 7, 8, 11a, 12, and the offline stand-in).
 
-    python scripts/fig_clip.py fig7|fig4|fig8|fig5a|fig11a|fig12|offline [--where key=value …]
+    python -m equi.tasks.clip.figures fig7|fig4|fig8|fig5a|fig11a|fig12|offline [--where key=value …]
 
 Reads task=clip runs; writes bar charts of zero-shot top-1 and finetuning curves as PNGs, and a
-markdown table with the paper's numbers beside ours (read off its plots, ±0.5). The paper's
-"flip" is a 180° rotation (`torch.flip(dims=(-2, -1))` in its code): rows labelled
-"flip (paper: rot180)" reproduce it; "mirror (ours)" is a true left-right flip.
+markdown table with the paper's numbers beside ours (read off its plots, ±0.5: equi/paper/basu2023.yaml's
+fig7, fig4, fig5a, fig11a). The paper's "flip" is a 180° rotation (`torch.flip(dims=(-2, -1))` in its
+code): rows labelled "flip (paper: rot180)" reproduce it; "mirror (ours)" is a true left-right flip.
 """
 
 from __future__ import annotations
@@ -21,25 +20,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from collect_results import figure_parser, load, mean_std, stats  # noqa: E402
-
+from equi import paper  # noqa: E402
 from equi.data import imagesets  # noqa: E402
 from equi.errors import UserError  # noqa: E402
 from equi.groups.image import BY_NAME as GROUPS  # noqa: E402
+from equi.plots import views_figure  # noqa: E402
+from equi.report import figure_parser, load, mean_std, stats  # noqa: E402
 
 TRANSFORMS = {"none": "upright", "rot180": "flip (paper: rot180)", "flip": "mirror (ours)", "rot90": "rot90"}
 METHODS = ["vanilla", "equitune", "equizero", "lambda"]
-VANILLA_CIFAR100 = {"RN50": (41.8, 30.1, 24.3), "RN101": (48.8, 34.7, 28.3), "ViT-B-32": (65.0, 49.8, 43.9),
-                    "ViT-B-16": (68.2, 52.8, 46.5)}  # upright, "flip", rot90
-VANILLA_IMAGENETV2 = {"RN50": (52.8, 42.9, 39.6), "RN101": (56.2, 45.9, 43.5), "ViT-B-32": (55.9, 46.7, 44.6),
-                      "ViT-B-16": (61.9, 53.6, 52.8)}
-FINETUNE = {  # rot90-CIFAR-100, (step 0, step 4000)
-    "RN50": {"equizero": (38.9, 40.2), "equitune": (28.3, 34.0), "lambda": (31.4, 46.5)},
-    "RN101": {"equizero": (46.0, 46.6), "equitune": (34.0, 41.2), "lambda": (36.8, 49.0)},
-    "ViT-B-32": {"equizero": (63.0, 63.8), "equitune": (54.9, 56.0), "lambda": (56.5, 57.0)},
-    "ViT-B-16": {"equizero": (66.4, 67.3), "equitune": (57.4, 58.9), "lambda": (61.9, 72.2)},
-}
+VANILLA = {"cifar100": "fig7", "imagenetv2": "fig4"}  # the paper's vanilla bars of each dataset (basu2023.yaml)
+FINETUNE = ("fig5a", "fig11a")  # its finetuning curves on rot90-CIFAR-100: RN50, RN101; ViT-B-32, ViT-B-16
+FINETUNE_STEPS = (0, 4000)  # the steps of its curves that basu2023.yaml holds
 FIGURES = {  # name: (dataset, what it shows)
     "fig7": ("cifar100", "vanilla"), "fig4": ("imagenetv2", "vanilla+methods"), "fig8": ("cifar100", "methods"),
     "fig5a": ("cifar100", "curves"), "fig11a": ("cifar100", "curves"), "fig12": ("cifar100", "lambda"),
@@ -48,9 +40,17 @@ FIGURES = {  # name: (dataset, what it shows)
 
 
 def paper_vanilla(dataset: str, model: str, transform: str) -> float | None:
-    table = {"cifar100": VANILLA_CIFAR100, "imagenetv2": VANILLA_IMAGENETV2}.get(dataset, {})
-    index = {"none": 0, "rot180": 1, "rot90": 2}.get(transform)
-    return table[model][index] if model in table and index is not None else None
+    number = paper.find(VANILLA[dataset], model, transform) if dataset in VANILLA else None
+    return number.value if number is not None and number.known else None
+
+
+def paper_finetune(model: str, method: str) -> tuple[float, float] | None:
+    """The paper's top-1 of `method` on `model` at finetuning steps 0 and 4000, or None."""
+    for artefact in FINETUNE:
+        readings = [paper.find(artefact, model, method, step) for step in FINETUNE_STEPS]
+        if None not in readings:
+            return tuple(r.value for r in readings)
+    return None
 
 
 def warn_if_mixed(runs: dict) -> None:
@@ -96,9 +96,9 @@ def zero_shot_table(groups: dict, dataset: str, models: list[str]) -> str:
             for method in METHODS:
                 values = groups.get((model, transform, method))
                 if values:
-                    paper = paper_vanilla(dataset, model, transform) if method == "vanilla" else None
+                    reading = paper_vanilla(dataset, model, transform) if method == "vanilla" else None
                     lines.append(f"| {model} | {label} | {method} | {mean_std(values, 1)} | {len(values)} | "
-                                 f"{'-' if paper is None else paper} |")
+                                 f"{'-' if reading is None else reading} |")
     return "\n".join(lines)
 
 
@@ -146,11 +146,12 @@ def curves_figure_and_table(runs: dict, models: list[str], path: Path) -> str:
             std = np.array([stats(by_step[s])[1] for s in steps])
             line = ax.plot(steps, mean, marker="o", label=method)[0]
             ax.fill_between(steps, mean - std, mean + std, alpha=0.2, color=line.get_color())
-            paper = FINETUNE.get(model, {}).get(method)
-            if paper:
-                ax.plot([0, 4000], paper, ls="--", marker="x", color=line.get_color(), alpha=0.6, label=f"{method} (paper)")
+            readings = paper_finetune(model, method)
+            if readings:
+                ax.plot(FINETUNE_STEPS, readings, ls="--", marker="x", color=line.get_color(), alpha=0.6,
+                        label=f"{method} (paper)")
             lines.append(f"| {model} | {method} | {mean_std(by_step[steps[0]], 1)} | {mean_std(by_step[steps[-1]], 1)} "
-                         f"| {steps[-1]} | {len(by_step[steps[-1]])} | {f'{paper[0]} → {paper[1]}' if paper else '-'} |")
+                         f"| {steps[-1]} | {len(by_step[steps[-1]])} | {f'{readings[0]} → {readings[1]}' if readings else '-'} |")
         ax.set_title(f"{model}: finetuning on the transformed training split", fontsize=10)
         ax.set_xlabel("finetuning step")
         ax.set_ylabel("test top-1 (%)")
@@ -160,25 +161,6 @@ def curves_figure_and_table(runs: dict, models: list[str], path: Path) -> str:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return "\n".join(lines)
-
-
-def views_figure(rows: list[tuple], group, title: str, path: Path) -> None:
-    """Each (test image, its transform element, weights) as the operator sees it: every view
-    g·(t·x), titled with its weight, the upright one (g∘t = e) in green."""
-    fig, axes = plt.subplots(len(rows), group.order, figsize=(1.6 * group.order, 1.6 * len(rows)), squeeze=False)
-    for r, (image, element, weights) in enumerate(rows):
-        test_image = group.act_input(element, image[None])
-        for g in group.elements:
-            ax = axes[r][g]
-            ax.imshow(group.act_input(g, test_image)[0].permute(1, 2, 0).numpy())
-            upright = group.compose(g, element) == 0
-            ax.set_title(f"λ={weights[g]:.2f}" + (" (upright)" if upright else ""), fontsize=7,
-                         color="tab:green" if upright else "black")
-            ax.axis("off")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def lambda_figure(record: dict, path: Path) -> None:
@@ -237,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
     args.tables.mkdir(parents=True, exist_ok=True)
-    models = sorted({r["metrics"]["model"] for r in records}, key=lambda m: (m not in VANILLA_CIFAR100, m))
+    models = sorted({r["metrics"]["model"] for r in records}, key=lambda m: (m not in paper.artefact("fig7").rows, m))
     texts, figures = [], []
     zero_shot = [r for r in records if not r["metrics"]["finetune_steps"]]
     if zero_shot and what in ("vanilla", "methods", "vanilla+methods", "all"):

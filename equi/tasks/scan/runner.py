@@ -20,18 +20,18 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm import tqdm
 
-from .. import distributed, hardware, methods
-from ..cache import checkpoint_path, load_cached, save_atomically
-from ..data import catalog, scan as data
-from ..errors import ConfigError, blame_user
-from ..experiment import RunContext
-from ..groups import VocabularyGroup, vocabulary_cycles
-from ..models.gseq2seq import GSeq2Seq
-from ..models.seq2seq import PaperSeq2Seq, Seq2Seq
-from ..operator import EquivariantWrapper
-from ..sequence import (DECODINGS, CommandSummary, GreedyDecoder, StepwiseEquivariantDecoder, TeacherForced,
+from ... import distributed, hardware, methods, schema
+from ...cache import checkpoint_path, load_cached, save_atomically
+from ...data import catalog, scan as data
+from ...errors import ConfigError, blame_user
+from ..context import RunContext
+from ...groups import VocabularyGroup, vocabulary_cycles
+from ...models.gseq2seq import GSeq2Seq
+from ...models.seq2seq import PaperSeq2Seq, Seq2Seq
+from ...operator import EquivariantWrapper
+from ...sequence import (DECODINGS, CommandSummary, GreedyDecoder, StepwiseEquivariantDecoder, TeacherForced,
                         TeacherForcedOrGreedy, pair_group)
-from ..weighting import Featurized, Weighting
+from ...weighting import Featurized, Weighting
 
 
 def swap_group(task: DictConfig) -> VocabularyGroup:
@@ -235,11 +235,7 @@ def checkpoint_file(task: DictConfig, seed: int, cache_dir, train_file: str | No
     the training file with fingerprint `train_file` (see equi.cache.checkpoint_path)."""
     settings = OmegaConf.to_container(OmegaConf.masked_copy(task, ["split", "cell", "hidden", "dropout", "pretrain"]),
                                      resolve=True)
-    if settings["pretrain"]["keep"] == "last":  # checkpoints made before early stopping keep their keys
-        del settings["pretrain"]["keep"], settings["pretrain"]["val_every"]
-    for key, before in (("clip_scope", "model"), ("loss", "token_mean")):  # and those made before these keys
-        if settings["pretrain"][key] == before:
-            del settings["pretrain"][key]
+    schema.as_before_pruned({"task": settings}, OmegaConf.create({"task": task}), groups=("task",))  # keys added later
     return checkpoint_path(cache_dir, "scan", f"{CHECKPOINT_PREFIX[task.architecture]}{task.cell}-{task.split}",
                            settings, seed, ".pt", {"train_file": train_file} if train_file else None)
 

@@ -1,5 +1,6 @@
-#!/usr/bin/env python
 """Paper Figure 2: mean return of vanilla / equitune / equizero DQNs per environment.
+
+    python -m equi.tasks.dqn.figures [--budget] [--runs DIR] [--png FILE] [--table FILE] [--include-fast]
 
 Reads the dqn runs' results.json files; writes a bar chart (PNG) and a markdown table with
 mean (std) over seeds, and says whether the paper's ordering equizero ≥ equitune ≥ vanilla holds.
@@ -21,11 +22,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from collect_results import REPO, load, mean_std, stats  # noqa: E402
-
 from equi.config import compose_config  # noqa: E402
 from equi.experiment import effective_config  # noqa: E402
+from equi.report import REPO, load, mean_std, stats  # noqa: E402
 
 ENVS = ["gridworld", "cartpole", "acrobot"]
 METHODS = ["vanilla", "equitune", "equizero"]

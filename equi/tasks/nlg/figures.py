@@ -1,6 +1,6 @@
 """Figures 3 and 9 (regard of generations per demographic pair and model) and Tables 3–7 (samples).
 
-    python scripts/fig_nlg.py fig3|fig9|samples [--where key=value …] [--runs DIR] [--out DIR]
+    python -m equi.tasks.nlg.figures fig3|fig9|samples [--where key=value …] [--runs DIR] [--out DIR]
 
 fig3 (respect contexts) and fig9 (occupation contexts): for each pair, stacked bars of the regard
 labels of both subjects' generations for the LM, EquiLM, R-EquiLM, EquizeroLM and R-EquizeroLM, and
@@ -20,10 +20,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from collect_results import figure_parser, load  # noqa: E402
-
 from equi.data.fairness import LABELS  # noqa: E402
+from equi.report import figure_parser, load  # noqa: E402
 
 MODELS = ("LM", "EquiLM", "R-EquiLM", "EquizeroLM", "R-EquizeroLM")
 FIGURES = {"fig3": "respect", "fig9": "occupation", "samples": None}

@@ -17,11 +17,11 @@ from stable_baselines3 import DQN
 from stable_baselines3.common.callbacks import BaseCallback
 from tqdm import tqdm
 
-from .. import envs  # noqa: F401 - registers equi/GridWorld-v0
-from .. import methods
-from ..cache import checkpoint_path, load_cached, save_atomically
-from ..experiment import RunContext
-from ..groups import StateActionGroup, grid_rotations, reflection
+from ... import envs  # noqa: F401 - registers equi/GridWorld-v0
+from ... import methods
+from ...cache import checkpoint_path, load_cached, save_atomically
+from ..context import RunContext
+from ...groups import StateActionGroup, grid_rotations, reflection
 
 GROUPS = {
     "cartpole": lambda: reflection([-1.0, -1.0, -1.0, -1.0], [1, 0], name="cartpole_reflection"),

@@ -1,7 +1,6 @@
-#!/usr/bin/env python
 """Check, before a CLIP paper target does any work, that every model's weights and the dataset are here.
 
-    python scripts/clip_assets.py --models RN50,RN101 --dataset cifar100 [key=value overrides …]
+    python -m equi.tasks.clip.check_assets --models RN50,RN101 --dataset cifar100 [key=value overrides …]
 
 Exit 0 when all are present or fetchable (download=true and their hosts or the mirror answer); else
 one line naming what is missing and how to get it, exit 2. The rows are `python run.py assets`'s.
@@ -11,14 +10,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from equi.assets import clip_assets  # noqa: E402
-from equi.config import compose_config  # noqa: E402
-from equi.data import imagesets  # noqa: E402
-from equi.errors import ASSETS_HINT, UserError  # noqa: E402
+from equi.tasks.clip.assets import assets as clip_assets
+from equi.config import compose_config
+from equi.data import imagesets
+from equi.errors import ASSETS_HINT, UserError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,11 @@
-#!/usr/bin/env python
-"""Collect results.json files into a markdown table: mean (std) over seeds beside the paper's number.
+"""Result tables from run dirs: each run's results.json, mean (std) over seeds beside the paper's number.
 
-    python scripts/collect_results.py --task synthetic --paper-rows [--runs outputs/runs] [--out table.md]
+    python -m equi.report --task synthetic --paper-rows [--runs outputs/runs] [--out table.md]
+
+The paper column is basu2023.yaml's (equi.paper): the artefact whose `runs` take the run, at the
+row of the run's label; the `paper` a results.json of an older version holds is not read. The
+tasks' figure modules (equi/tasks/<task>/figures.py) read their runs through load() and
+figure_parser() here too.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-from equi.config import compose_config, run_key, with_typed_over_fast  # noqa: E402
+from equi import paper
+from equi.config import REPO_ROOT, compose_config, run_key, with_typed_over_fast
+
+REPO = REPO_ROOT
 
 
 def config_value(config: dict, dotted: str):
@@ -46,6 +51,41 @@ def parse_condition(text: str) -> tuple[str, bool, str]:
     return key.rstrip("!"), wanted, "None" if value == "null" else value
 
 
+def holds(config: dict, conditions) -> bool:
+    """Whether a run's config meets every (key, wanted, value) of parse_condition."""
+    return all((str(config_value(config, key)) == value) == wanted for key, wanted, value in conditions)
+
+
+def row_names(label: str | None) -> list[str]:
+    """The basu2023.yaml rows a run's label may stand for: the label, then the label less a
+    trailing " (…)" (the split, or Canon-λ-MLP's rotations)."""
+    if not label:
+        return []
+    stem = label.rsplit(" (", 1)[0] if label.endswith(")") and " (" in label else None
+    return [label] + ([stem] if stem else [])
+
+
+def paper_for(record: dict) -> paper.Number | None:
+    """The paper's number for a run: from the artefact of basu2023.yaml whose `runs` take the run
+    (task, where) and which has its row, at the run's value of the artefact's column (task.split);
+    None where no artefact has one."""
+    config, found = record["config"], []
+    for name, artefact in paper.artefacts().items():
+        runs = artefact.runs
+        if not runs or runs["task"] != record["task"] or not holds(config, map(parse_condition, runs.get("where", ()))):
+            continue
+        columns = [config_value(config, runs["column"])] if runs.get("column") else []
+        for row in row_names(record.get("label")):
+            number = paper.find(name, row, *columns)
+            if number is not None:
+                found.append((name, number))
+                break
+    if len(found) > 1:
+        raise paper.PaperKeyError(f"{paper.FILE.name}: the run labelled {record.get('label')!r} is a row of "
+                                  f"{' and '.join(name for name, _ in found)}; an artefact's runs must tell them apart")
+    return found[0][1] if found else None
+
+
 def load(runs: Path, task: str | None, include_fast: bool, paper_rows: bool, where: list[str] = ()) -> list[dict]:
     records, stale = [], 0
     conditions = [parse_condition(w) for w in where]
@@ -53,11 +93,11 @@ def load(runs: Path, task: str | None, include_fast: bool, paper_rows: bool, whe
         record = json.loads(path.read_text())
         if task and record["task"] != task:
             continue
-        if any((str(config_value(record["config"], key)) == value) != wanted for key, wanted, value in conditions):
+        if not holds(record["config"], conditions):
             continue
         if record["config"].get("fast") and not include_fast:
             continue
-        if paper_rows and record.get("paper") is None:
+        if paper_rows and paper_for(record) is None:
             continue
         if is_stale(path.parent, record):  # last: it composes a whole config
             stale += 1
@@ -69,7 +109,7 @@ def load(runs: Path, task: str | None, include_fast: bool, paper_rows: bool, whe
 
 
 def figure_parser(doc: str, figures) -> argparse.ArgumentParser:
-    """The options of a figure script: which figure, which runs (--runs, --where, --include-fast),
+    """The options of a task's figures module: which figure, which runs (--runs, --where, --include-fast),
     where figures and tables go."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("figure", choices=sorted(figures))
@@ -103,22 +143,24 @@ def table(records: list[dict], metric: str | None, digits: int = 3) -> str:
         if len(set(seeds)) < len(seeds):
             print(f"warning: row {label!r} holds {len(seeds)} runs for seeds {sorted(set(seeds))}: runs with other "
                   "settings share its label; narrow the table with --where", file=sys.stderr)
-        lines.append(f"| {label} | {mean_std(values, digits)} | {len(values)} | {'-' if group[0].get('paper') is None else group[0]['paper']} |")
+        number = paper_for(group[0])
+        lines.append(f"| {label} | {mean_std(values, digits)} | {len(values)} | {'-' if number is None else number} |")
     return "\n".join(lines)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=REPO / "outputs" / "runs", help="folder of run dirs")
     parser.add_argument("--task", help="only this task's runs")
     parser.add_argument("--metric", help="metric to report (default: the task's config `metric`)")
     parser.add_argument("--include-fast", action="store_true", help="also count fast=true smoke runs")
-    parser.add_argument("--paper-rows", action="store_true", help="only runs of experiments with a paper number")
+    parser.add_argument("--paper-rows", action="store_true",
+                        help="only runs with a row in the paper's tables (equi/paper/basu2023.yaml)")
     parser.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
                         help="only runs whose config has (key=value) or lacks (key!=value) this value, e.g. task.cell=lstm (repeatable)")
     parser.add_argument("--digits", type=int, default=3, help="decimals in the table")
     parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     records = load(args.runs, args.task, args.include_fast, args.paper_rows, args.where)
     if not records:
         print(f"error: no finished runs{f' of task {args.task}' if args.task else ''} under {args.runs}", file=sys.stderr)
