@@ -59,31 +59,20 @@ fig2-budget: setup
 
 ## Paper Table 2: SCAN zero-shot LSTM / EquiLSTM / EquizeroLSTM on Add Jump and Around Right, 3 seeds.
 ## EquiLSTM rows decode per view (the paper's); "EquiLSTM stepwise" rows are ours (method.decoding=stepwise).
+## The SCAN tables' recipes are config groups (conf/task/scan/<recipe>/<name>.yaml says what each holds),
+## and each table takes the rows of its recipes by name:
 ## SCAN_MODEL=paper (the default: the paper's attention decoder, best-validation checkpoint) | ours (our
-## seq2seq, last checkpoint): the model the SCAN tables below (all but table-scan-g) pretrain; ours writes
-## its table with an _our_model suffix.
-## SCAN_PRETRAIN=paper (the default: the paper scripts' 200k one-example Adam steps at lr 1e-4, NLL summed up
-## to the first predicted <eos>, encoder and decoder clipped apart, validation held out by the run's seed; it
-## reproduces the paper's LSTM rows; about 80 min per model on one core shared with another job, 42 min with
-## OMP_NUM_THREADS=1, which one-example steps run faster on) | ours (200k examples in batches of 32 at lr 5e-3,
-## cosine; the RNNs 400k at 1e-3; 10-14 min per paper model on one core shared with another job; its tables
-## end in _our_pretraining).
-## The one error of a misspelled recipe variable: $(call RECIPE_ARGS,VARIABLE,what it chooses).
-RECIPE_ARGS = $(if $(filter ours paper,$($(1))),$($(1)_$($(1))),$(error $(1)=$($(1)) is not a SCAN $(2) recipe; choose paper or ours))
+## seq2seq, last checkpoint; tables end in _our_model): task/scan/model, for all tables but table-scan-g.
+## SCAN_PRETRAIN=paper (the default: the paper scripts' one-example recipe; it reproduces the paper's LSTM
+## rows; about 80 min per model on one core shared with another job, 42 min with OMP_NUM_THREADS=1) | ours
+## (each model's own mini-batch recipe, ours or ours_rnn; 10-14 min per paper model on one core shared with
+## another job; tables end in _our_pretraining): task/scan/pretrain.
 SCAN_SEEDS ?= 0,1,2
 SCAN_MODEL ?= paper
 SCAN_PRETRAIN ?= paper
-SCAN_MODEL_ours := task=scan task.architecture=seq2seq
-SCAN_MODEL_paper := task=scan task.architecture=seq2seq_paper task.pretrain.keep=best_val
-SCAN_ROWS_ours := --where task.architecture=seq2seq --where task.pretrain.keep!=best_val
-SCAN_ROWS_paper := --where task.architecture=seq2seq_paper --where task.pretrain.keep=best_val
-SCAN_PRETRAIN_ours :=
-SCAN_PRETRAIN_paper := task.pretrain.examples=200000 task.pretrain.batch_size=1 task.pretrain.lr=1e-4 task.pretrain.schedule=constant task.pretrain.clip_scope=encoder_decoder task.pretrain.loss=sum_to_predicted_eos 'task.pretrain.split_seed=$${seed}'
-SCAN_PRETRAIN_ROWS_ours := --where task.pretrain.batch_size!=1
-SCAN_PRETRAIN_ROWS_paper := --where task.pretrain.examples=200000 --where task.pretrain.batch_size=1 --where task.pretrain.lr=0.0001 --where task.pretrain.schedule=constant --where task.pretrain.clip_scope=encoder_decoder --where task.pretrain.loss=sum_to_predicted_eos
-SCAN_PRETRAIN_ARGS = $(call RECIPE_ARGS,SCAN_PRETRAIN,pretraining)
-SCAN_MODEL_ARGS = $(or $(SCAN_MODEL_$(SCAN_MODEL)),$(error SCAN_MODEL=$(SCAN_MODEL) is not a SCAN model; choose ours or paper)) $(SCAN_PRETRAIN_ARGS)
-SCAN_MODEL_ROWS = $(SCAN_ROWS_$(SCAN_MODEL)) $(SCAN_PRETRAIN_ROWS_$(SCAN_PRETRAIN))
+SCAN_PAPER_PRETRAIN = $(if $(filter paper,$(SCAN_PRETRAIN)),=,$(if $(filter ours,$(SCAN_PRETRAIN)),!=,$(error SCAN_PRETRAIN=$(SCAN_PRETRAIN) is not a SCAN pretraining recipe; choose paper or ours)))
+SCAN_MODEL_ARGS = task/scan/model=$(SCAN_MODEL) $(if $(filter =,$(SCAN_PAPER_PRETRAIN)),task/scan/pretrain=paper)
+SCAN_MODEL_ROWS = --where task/scan/model=$(SCAN_MODEL) --where task/scan/pretrain$(SCAN_PAPER_PRETRAIN)paper
 SCAN_TABLE = $(1)$(if $(filter ours,$(SCAN_MODEL)),_our_model)$(if $(filter ours,$(SCAN_PRETRAIN)),_our_pretraining)
 PLAIN_SCAN_ROWS = --task scan --digits 1 --paper-rows $(SCAN_MODEL_ROWS) --where method.name!=lambda --where task.limit=None
 table2: setup
@@ -97,21 +86,14 @@ table-scan-gru table-scan-rnn: table-scan-%: setup
 
 ## SCAN finetuning (the paper's Tab 10–12): LSTM, EquiLSTM, EquizeroLSTM finetuned for 10k examples through
 ## each method; table-scan-finetune-gru / -rnn the same for GRU and RNN.
-## SCAN_FINETUNE=paper (the default: the paper scripts' recipe, 10k one-example Adam steps, weight decay
-## 1e-4, lr by method and split: task.paper_finetune_lr, NLL summed up to the first predicted <eos>, encoder
-## and decoder clipped apart) | ours (batches of 32 at lr 5e-4, about 5x faster on a CPU; its tables end
-## in _our_recipe).
+## SCAN_FINETUNE=paper (the default: the paper scripts' one-example recipe, lr by method and split) | ours
+## (batches of 32 at lr 5e-4, about 5x faster on a CPU; its tables end in _our_recipe): task/scan/finetune.
 SCAN_FINETUNE ?= paper
-SCAN_FINETUNE_ours :=
-SCAN_FINETUNE_paper := task.finetune.batch_size=1 task.finetune.weight_decay=1e-4 task.finetune.lr=paper task.finetune.loss=sum_to_predicted_eos task.finetune.clip_scope=encoder_decoder
-SCAN_FINETUNE_ROWS_ours := --where task.finetune.lr!=paper --where task.finetune.batch_size!=1
-SCAN_FINETUNE_ROWS_paper := --where task.finetune.batch_size=1 --where task.finetune.weight_decay=0.0001 --where task.finetune.lr=paper --where task.finetune.loss=sum_to_predicted_eos --where task.finetune.clip_scope=encoder_decoder
-SCAN_FINETUNE_ARGS = $(call RECIPE_ARGS,SCAN_FINETUNE,finetuning)
 SCAN_FINETUNE_TABLE = $(call SCAN_TABLE,$(1))$(if $(filter ours,$(SCAN_FINETUNE)),_our_recipe)
 table-scan-finetune: table-scan-finetune-lstm
 table-scan-finetune-lstm table-scan-finetune-gru table-scan-finetune-rnn: table-scan-finetune-%: setup
-	$(PY) run.py -m experiment=scan_$*_vanilla_finetune,scan_$*_equitune_finetune,scan_$*_equitune_finetune_stepwise,scan_$*_equizero_finetune task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(SCAN_MODEL_ARGS) $(SCAN_FINETUNE_ARGS) $(ARGS)
-	$(PY) -m equi.report $(PLAIN_SCAN_ROWS) $(SCAN_FINETUNE_ROWS_$(SCAN_FINETUNE)) --where task.cell=$* --where task.finetune.examples=10000 --out outputs/tables/$(call SCAN_FINETUNE_TABLE,table_scan_finetune_$*).md
+	$(PY) run.py -m experiment=scan_$*_vanilla_finetune,scan_$*_equitune_finetune,scan_$*_equitune_finetune_stepwise,scan_$*_equizero_finetune task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(SCAN_MODEL_ARGS) task/scan/finetune=$(SCAN_FINETUNE) $(ARGS)
+	$(PY) -m equi.report $(PLAIN_SCAN_ROWS) --where task/scan/finetune=$(SCAN_FINETUNE) --where task.cell=$* --where task.finetune.examples=10000 --out outputs/tables/$(call SCAN_FINETUNE_TABLE,table_scan_finetune_$*).md
 
 ## Gordon et al.'s G-LSTM / G-GRU / G-RNN (equivariant by weight tying), trained from scratch, zero-shot.
 GMODELS ?= scan_glstm,scan_ggru,scan_grnn
@@ -129,7 +111,7 @@ table-scan-lambda: setup
 FEWSHOT ?= 0,1000,2500,5000,10000
 fig-scan-fewshot: setup
 	$(PY) run.py -m task=scan task.cell=lstm task.split=add_jump method=vanilla,equitune,equizero task.finetune.examples=$(FEWSHOT) seed=$(SCAN_SEEDS) $(SCAN_MODEL_ARGS) $(ARGS)
-	$(PY) -m equi.tasks.scan.figures $(SCAN_MODEL_ROWS) $(SCAN_FINETUNE_ROWS_ours) --png outputs/figures/$(call SCAN_TABLE,fig_scan_fewshot).png --table outputs/tables/$(call SCAN_TABLE,fig_scan_fewshot).md
+	$(PY) -m equi.tasks.scan.figures $(SCAN_MODEL_ROWS) --where task/scan/finetune=ours --png outputs/figures/$(call SCAN_TABLE,fig_scan_fewshot).png --table outputs/tables/$(call SCAN_TABLE,fig_scan_fewshot).md
 
 ## rot90-CIFAR10: the pretrained CNNs (ImageNet weights adapted to CIFAR-10 when torchvision can get
 ## them, else trained from scratch on upright CIFAR-10: measured 41 min for ResNet and 73 min for AlexNet

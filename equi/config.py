@@ -24,7 +24,8 @@ from .errors import one_line
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = REPO_ROOT / "conf"
-GROUPS = sorted(d.name for d in CONF_DIR.iterdir() if d.is_dir() and d.name != "hydra")  # hydra/: launchers
+GROUPS = sorted({str(d.parent.relative_to(CONF_DIR)) for d in CONF_DIR.rglob("*.yaml")  # task/scan/pretrain: recipes
+                 if d.parent != CONF_DIR and d.parts[len(CONF_DIR.parts)] != "hydra"})  # hydra/: launchers
 LAUNCHERS = ["basic", *sorted(p.stem for p in (CONF_DIR / "hydra" / "launcher").glob("*.yaml"))]
 # our conf/hydra/launcher/submitit_*.yaml set values over the plugin's schema of the same name, as meant
 warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/submitit_\w+' is validated against ConfigStore schema")
@@ -47,6 +48,24 @@ def run_key(cfg: DictConfig) -> str:
     if precision != "fp32":
         content["precision"] = precision
     return hashlib.sha1(json.dumps(content, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def recipe(group: str, option: str) -> dict:
+    """The settings a recipe (an option of a nested group such as task/scan/pretrain) sets: {dotted
+    key under its ``# @package``: value as written, interpolations unresolved}, its own defaults
+    (options of the same group) first."""
+    path = CONF_DIR / group / f"{option}.yaml"
+    if not path.exists():
+        raise ValueError(f"unknown {group} {option!r}; choose one of: {', '.join(choices(group))}")
+    text = path.read_text()
+    package = next((line.split("@package", 1)[1].strip() for line in text.splitlines()[:3] if "@package" in line), "")
+    node = OmegaConf.to_container(OmegaConf.create(text), resolve=False)
+    settings = {}
+    for parent in node.pop("defaults", []):
+        if parent != "_self_":
+            settings.update(recipe(group, parent))
+    settings.update({f"{package}.{key}" if package else key: value for key, value in schema.leaves(node)})
+    return settings
 
 
 def typed_over_fast(cfg: DictConfig, overrides: Iterable[str]) -> list[str]:
@@ -175,6 +194,9 @@ def check_cli(overrides: list[str]) -> str | None:
         try:
             cfg = compose_config(group_args)
         except Exception as err:
+            recipe_of = next((g for g, _ in combo if g.count("/") > 1 and f"'{g}'. No match" in str(err)), None)
+            if recipe_of:  # task/scan/pretrain=… with another task
+                return f"{recipe_of} is a recipe of task={recipe_of.split('/')[1]}; leave it out with other tasks"
             return one_line(err)
         known = _all_keys(cfg)
         for element, key, _ in key_overrides:

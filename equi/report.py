@@ -19,8 +19,10 @@ from pathlib import Path
 
 import yaml
 
-from equi import paper
-from equi.config import REPO_ROOT, compose_config, run_key, with_typed_over_fast
+from omegaconf import OmegaConf
+
+from equi import paper, schema
+from equi.config import REPO_ROOT, compose_config, recipe, run_key, with_typed_over_fast
 
 REPO = REPO_ROOT
 
@@ -52,8 +54,27 @@ def parse_condition(text: str) -> tuple[str, bool, str]:
 
 
 def holds(config: dict, conditions) -> bool:
-    """Whether a run's config meets every (key, wanted, value) of parse_condition."""
-    return all((str(config_value(config, key)) == value) == wanted for key, wanted, value in conditions)
+    """Whether a run's config meets every (key, wanted, value) of parse_condition; a key with a
+    slash names a recipe (task/scan/pretrain=paper): the run was made with its settings."""
+    return all((made_with(config, key, value) if "/" in key else str(config_value(config, key)) == value) == wanted
+               for key, wanted, value in conditions)
+
+
+def made_with(config: dict, group: str, option: str) -> bool:
+    """Whether the run's config holds every setting of the recipe (interpolations such as
+    ${seed} read from the run's config; a key the run predates counts as its schema.Added
+    as_before value)."""
+    cfg = OmegaConf.create(config)
+    for key, wanted in recipe(group, option).items():
+        if isinstance(wanted, str) and wanted.startswith("${") and wanted.endswith("}"):
+            wanted = config_value(config, wanted[2:-1])
+        value = config_value(config, key)
+        if value is None:
+            rule = schema.rule_for(cfg, key)
+            value = getattr(rule, "as_before", None)
+        if value != wanted:
+            return False
+    return True
 
 
 def row_names(label: str | None) -> list[str]:

@@ -13,7 +13,9 @@ from .conftest import REPO
 
 
 def test_config_groups_are_the_documented_ones():
-    assert GROUPS == ["experiment", "hardware", "logger", "method", "task"]
+    assert GROUPS == ["experiment", "hardware", "logger", "method", "task",
+                      "task/scan/finetune", "task/scan/model", "task/scan/pretrain"]  # SCAN's recipes
+    assert choices("task/scan/pretrain") == ["ours", "ours_rnn", "paper"]
     assert choices("method") == ["canonical_lambda", "equitune", "equizero", "lambda", "vanilla"]
     assert choices("hardware") == ["cpu", "cuda", "multigpu"]
     assert choices("logger") == ["none", "wandb"]

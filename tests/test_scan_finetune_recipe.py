@@ -23,11 +23,18 @@ from equi.tasks.scan import runner as scan
 
 from .conftest import REPO, write_scan_run
 
-PAPER_RECIPE = ["task.finetune.batch_size=1", "task.finetune.weight_decay=1e-4", "task.finetune.lr=paper",
-                "task.finetune.loss=sum_to_predicted_eos", "task.finetune.clip_scope=encoder_decoder"]
-PAPER_PRETRAINING = ["task.pretrain.examples=200000", "task.pretrain.batch_size=1", "task.pretrain.lr=1e-4",
-                     "task.pretrain.schedule=constant", "task.pretrain.clip_scope=encoder_decoder",
-                     "task.pretrain.loss=sum_to_predicted_eos", "'task.pretrain.split_seed=${seed}'"]
+PAPER_RECIPE = ["task/scan/finetune=paper"]
+PAPER_PRETRAINING = ["task/scan/pretrain=paper"]
+# What the Makefile passed for these recipes before they were config groups: the groups must keep their runs.
+MAKEFILE_BEFORE = {
+    "task/scan/finetune=paper": ["task.finetune.batch_size=1", "task.finetune.weight_decay=1e-4", "task.finetune.lr=paper",
+                                 "task.finetune.loss=sum_to_predicted_eos", "task.finetune.clip_scope=encoder_decoder"],
+    "task/scan/pretrain=paper": ["task.pretrain.examples=200000", "task.pretrain.batch_size=1", "task.pretrain.lr=1e-4",
+                                 "task.pretrain.schedule=constant", "task.pretrain.clip_scope=encoder_decoder",
+                                 "task.pretrain.loss=sum_to_predicted_eos", "task.pretrain.split_seed=${seed}"],
+    "task/scan/model=paper": ["task.architecture=seq2seq_paper", "task.pretrain.keep=best_val"],
+    "task/scan/model=ours": ["task.architecture=seq2seq"],
+}
 
 
 @pytest.mark.parametrize("experiment,split,rate", [
@@ -65,7 +72,7 @@ def test_the_papers_pretraining_holds_out_validation_by_the_runs_seed(tmp_path, 
     reaches the runner resolved, and the checkpoint is the seed's own."""
     monkeypatch.setenv("EQUI_DATA", str(fixture_data))
     monkeypatch.setenv("EQUI_OUTPUTS", str(tmp_path))
-    recipe = next(o.strip("'") for o in PAPER_PRETRAINING if "split_seed" in o)
+    recipe = "task/scan/pretrain=paper"  # its split_seed: ${seed}
     held_out = {}
 
     def pretrain(model, train, val, task, seed, *rest):
@@ -81,8 +88,8 @@ def test_the_papers_pretraining_holds_out_validation_by_the_runs_seed(tmp_path, 
     assert [held_out[seed][0] for seed in (0, 1)] == [data.hold_out(train_file, 0.2, seed)[1].commands
                                                      for seed in (0, 1)]
     assert held_out[0][0] != held_out[1][0]
-    plain = compose_config(["task=scan", "seed=0"]).task
-    assert held_out[0][1] == scan.checkpoint_file(plain, 0, tmp_path).name  # seed 0 keeps its checkpoint
+    fixed = compose_config(["task=scan", "seed=0", "task/scan/pretrain=paper", "task.pretrain.split_seed=0"]).task
+    assert held_out[0][1] == scan.checkpoint_file(fixed, 0, tmp_path).name  # seed 0: the checkpoint of split_seed 0
 
 
 @pytest.mark.parametrize("override,message", [
@@ -182,22 +189,28 @@ def make_dry(*variables: str, target: str = "table-scan-finetune") -> subprocess
     return subprocess.run(["make", "-n", target, "SCAN_SEEDS=0", *variables], cwd=REPO, capture_output=True, text=True)
 
 
+@pytest.mark.parametrize("recipe", sorted(MAKEFILE_BEFORE))
+@pytest.mark.parametrize("experiment", ["scan_lstm_equitune_finetune", "scan_rnn_vanilla"])
+def test_each_recipe_group_composes_the_runs_the_makefile_strings_did(recipe, experiment):
+    base = [f"experiment={experiment}", "seed=2"]
+    assert run_key(compose_config(base + [recipe])) == run_key(compose_config(base + MAKEFILE_BEFORE[recipe]))
+
+
 def test_the_finetuning_tables_take_the_papers_recipe_unless_told_ours():
     paper, ours = make_dry().stdout, make_dry("SCAN_FINETUNE=ours").stdout
-    assert " ".join(PAPER_RECIPE) in paper and "--where task.finetune.batch_size=1 " in paper
-    assert "task.finetune.lr=paper" not in ours and "--where task.finetune.batch_size!=1 " in ours
+    assert "task/scan/finetune=paper " in paper and "--where task/scan/finetune=paper " in paper
+    assert "task/scan/finetune=ours " in ours and "--where task/scan/finetune=ours " in ours
     assert "table_scan_finetune_lstm.md" in paper and "table_scan_finetune_lstm_our_recipe.md" in ours
-    bad = make_dry("SCAN_FINETUNE=papr")
-    assert bad.returncode == 2
-    assert "SCAN_FINETUNE=papr is not a SCAN finetuning recipe; choose paper or ours" in bad.stderr
+    assert check_cli(["experiment=scan_lstm_equitune_finetune", "task/scan/finetune=papr"]) == (
+        "unknown task/scan/finetune 'papr'; choose one of: ours, paper")
 
 
 def test_the_scan_tables_pretrain_the_papers_way_unless_told_ours():
     for target, table in (("table2", "table2"), ("table-scan-finetune", "table_scan_finetune_lstm")):
         paper, ours = make_dry(target=target).stdout, make_dry("SCAN_PRETRAIN=ours", target=target).stdout
-        assert "task.pretrain.batch_size" not in ours.split(" -m equi.report ")[0]
-        assert "--where task.pretrain.batch_size!=1 " in ours and f"{table}_our_pretraining.md" in ours
-        assert " ".join(PAPER_PRETRAINING) in paper and "--where task.pretrain.clip_scope=encoder_decoder " in paper
+        assert "task/scan/pretrain" not in ours.split(" -m equi.report ")[0]  # each model's own: ours, ours_rnn
+        assert "--where task/scan/pretrain!=paper " in ours and f"{table}_our_pretraining.md" in ours
+        assert "task/scan/pretrain=paper " in paper and "--where task/scan/pretrain=paper " in paper
         assert f"{table}.md" in paper
     bad = make_dry("SCAN_PRETRAIN=papr", target="table2")
     assert bad.returncode == 2
@@ -208,18 +221,24 @@ def test_the_scan_tables_pretrain_the_papers_way_unless_told_ours():
     ("table2", []), ("table2", ["SCAN_PRETRAIN=ours"]), ("table2", ["SCAN_MODEL=ours"]),
     ("table-scan-finetune", []), ("table-scan-finetune", ["SCAN_FINETUNE=ours"]),
     ("table-scan-finetune", ["SCAN_PRETRAIN=ours", "SCAN_FINETUNE=ours"]),
+    ("table-scan-finetune-rnn", ["SCAN_PRETRAIN=ours"]), ("table-scan-rnn", []),
 ])
 def test_each_scan_tables_rows_are_the_runs_its_sweep_makes(target, variables):
-    """Every --where of the table holds for the config its own sweep composes (its first job)."""
-    from equi.report import config_value, parse_condition
+    """Every --where of the table (recipes by name included) holds for the config its own sweep
+    composes (its first job), and the other recipe's runs are left out."""
+    from equi.report import holds, parse_condition
 
     lines = make_dry(*variables, target=target).stdout.splitlines()  # under `make test`, also make[1]'s own lines
     sweep, collect = (next(line for line in lines if step in line) for step in (" run.py -m ", " -m equi.report "))
     overrides = [o.split("=", 1)[0] + "=" + o.split("=", 1)[1].split(",")[0] for o in shlex.split(sweep.split(" -m ")[1])]
     config = OmegaConf.to_container(compose_config(overrides), resolve=True)
     words = collect.split()
-    for key, wanted, value in (parse_condition(w) for w, before in zip(words[1:], words) if before == "--where"):
-        assert (str(config_value(config, key)) == value) == wanted, key
+    conditions = [parse_condition(w) for w, before in zip(words[1:], words) if before == "--where"]
+    for condition in conditions:
+        assert holds(config, [condition]), condition
+    other = "ours" if "SCAN_PRETRAIN=ours" not in variables else "paper"
+    swapped = OmegaConf.to_container(compose_config(overrides + [f"task/scan/pretrain={other}"]), resolve=True)
+    assert not holds(swapped, conditions)
 
 
 def test_the_papers_loss_sums_each_target_up_to_its_first_predicted_eos():
