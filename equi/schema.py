@@ -1,7 +1,8 @@
 """What each config key may hold, so that a bad value stops before any work with one line.
 
 One table of rules per choice of each config group: a task's own (``Task.rules`` in
-equi/tasks/<task>/schema.py, besides ``TASK_COMMON``), ``METHODS``, ``HARDWARE``, ``LOGGERS``, and
+equi/tasks/<task>/schema.py, besides ``TASK_COMMON``), a method's (``Method.rules`` in
+equi/methods.py), ``HARDWARE``, ``LOGGERS``, and
 one for the run itself (``RUN``). Keys are dotted paths inside the group; ``*`` stands for one level
 (a model's or an environment's own block), and the keys of a task's ``fast:`` block follow the
 task's own rules. A key no rule covers is refused: a misspelled key in an experiment file or a
@@ -324,25 +325,20 @@ SEQUENCE_PROXIES = ("seq_neg_max_prob",)  # reduce a time axis: only for sequenc
 SCORE_PROXIES = tuple(p for p in PROXIES if p not in SEQUENCE_PROXIES)  # one score vector per view
 
 
+def methods_registry() -> dict:
+    """equi.methods.METHODS (imported here when first needed: the methods' rules use this module's)."""
+    from .methods import METHODS
+
+    return METHODS
+
+
 def task_proxies(cfg: DictConfig) -> list[str]:
     """The proxies fit for the task's outputs: those its own default_proxy may be."""
     rule = (group_rules(cfg, "task") or {}).get("default_proxy")
     return rule.names(cfg) if isinstance(rule, Choice) else list(PROXIES)
 
 
-LAMBDA_NET = {"lambda_hidden": WIDTH, "lambda_layers": LAYERS}
-DECODING = TaskChoice("decoding")  # tasks where equitune and λ choose how to decode (scan)
-RELAXED = Added(FLAG, as_before=False)  # task=nlg: the R- variants
-METHODS: dict[str, dict[str, Rule]] = {
-    "vanilla": {},
-    "equitune": {"relaxed": RELAXED, "decoding": DECODING},  # task=nlg: R-EquiLM
-    "equizero": {"proxy": Choice(task_proxies, nullable=True), "straight_through": FLAG,  # null: the task's default
-                 "relaxed": RELAXED},  # task=nlg: R-EquizeroLM
-    "lambda": {**LAMBDA_NET, "lambda_residual": Added(FLAG, as_before=False), "lambda_features": Choice(("frozen", "shared")),  # clip finetuning: which image tower λ reads
-               "decoding": DECODING},
-    "canonical_lambda": {**LAMBDA_NET, "lambda_residual": FLAG, "extra_rotations": LAYERS},
-}
-TASK_METHODS = ListOf(Choice(tuple(METHODS)), nonempty=True)
+TASK_METHODS = ListOf(Choice(lambda cfg: tuple(methods_registry())), nonempty=True)
 
 TASK_COMMON = {"name": TEXT, "methods": TASK_METHODS, "metric": TEXT}  # every task's, besides its Task.rules
 
@@ -377,7 +373,7 @@ RUN = {"seed": SEED, "fast": FLAG, "force": FLAG, "download": FLAG, "label": TEX
 # Keys that equi.experiment.hydra_entry adds to a run's config, never typed (check_cli refuses them):
 # checked where present, not missing where absent.
 ADDED_BY_RUN = {"typed_over_fast": ListOf(Pattern(r"task\.[\w.]+", "a task.* key"), nonempty=True)}
-GROUPS = {"task": None, "method": METHODS, "hardware": HARDWARE, "logger": LOGGERS}  # task: its Task.rules
+GROUPS = {"task": None, "method": None, "hardware": HARDWARE, "logger": LOGGERS}  # task, method: their registries
 
 PROCESSES = up_to(MAX_PROCESSES)
 SUBMITIT = {"_target_": TEXT, "submitit_folder": TEXT, "name": TEXT,
@@ -402,6 +398,8 @@ def group_rules(cfg: DictConfig, group: str) -> dict[str, Rule] | None:
     name = cfg[group].get("name")
     if group == "task":
         return {**TASK_COMMON, **tasks.get(name).rules} if name in tasks.names() else None
+    if group == "method":
+        return {"name": TEXT, **methods_registry()[name].rules} if name in methods_registry() else None
     rules = GROUPS[group].get(name)
     return None if rules is None else {"name": TEXT, **rules}
 

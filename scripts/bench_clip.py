@@ -60,7 +60,7 @@ def child(model_name: str, method_name: str, batches: int, device_name: str) -> 
     net = wrap(method, head, group=image.rot90(), invariant=True, encoder=ImageEncoder(model.visual),
                feature_dim=dim, default_proxy="neg_similarity")
     if method_name == "lambda_frozen":
-        net = with_frozen_lambda_features(net, dim)
+        net = with_frozen_lambda_features(method, net, dim)
     net = net.to(device).eval()
     x = torch.randn(batches + 1, 32, 3, 224, 224, device=device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)

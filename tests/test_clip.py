@@ -80,7 +80,7 @@ def test_lambda_reads_the_features_of_the_single_encoder_call():
 
 def test_frozen_lambda_features_come_from_a_copy_that_does_not_train():
     model = tiny("resnet")
-    net = cliptask.with_frozen_lambda_features(wrapped(model, "lambda", image.rot90()), 16)
+    net = cliptask.with_frozen_lambda_features(method_cfg("lambda"), wrapped(model, "lambda", image.rot90()), 16)
     model.visual.requires_grad_(True)
     frozen_before = [p.clone() for p in net.encoder.frozen.parameters()]
     x, y = torch.randn(2, 3, 32, 32), torch.tensor([0, 2])

@@ -31,7 +31,6 @@ from ...models.clip import (ImageEncoder, Preprocess, ZeroShotHead, cached_weigh
                            preprocess_cfg, random_clip, standin_clip, weights_file_id, weights_reachable,
                            zero_shot_weights)
 from ...operator import EquivariantWrapper, outputs_collecting_weights
-from ...weighting import Featurized
 
 
 @torch.no_grad()
@@ -192,10 +191,10 @@ class WithFrozenCopy(nn.Module):
         return torch.cat([self.encoder(x), self.frozen(x)], -1)
 
 
-def with_frozen_lambda_features(net: EquivariantWrapper, dim: int) -> EquivariantWrapper:
+def with_frozen_lambda_features(method: DictConfig, net: EquivariantWrapper, dim: int) -> EquivariantWrapper:
     """The same operator, model and λ-network, with λ fed by a frozen copy of the encoder."""
-    return EquivariantWrapper(Columns(0, dim, net.model), net.group, Featurized(net.weighting, Columns(dim, 2 * dim)),
-                              invariant=True, encoder=WithFrozenCopy(net.encoder))
+    return methods.wrap(method, Columns(0, dim, net.model), group=net.group, invariant=True,
+                        encoder=WithFrozenCopy(net.encoder), weighting=net.weighting, lambda_reads=Columns(dim, 2 * dim))
 
 
 def view_weights(weights: torch.Tensor, elements: torch.Tensor, group: FiniteGroup, shown: list[int]) -> dict:
@@ -211,19 +210,20 @@ def view_weights(weights: torch.Tensor, elements: torch.Tensor, group: FiniteGro
 
 def run(cfg: DictConfig, ctx: RunContext) -> dict:
     task, method = cfg.task, cfg.method
+    kind = methods.method_of(method)
     transform = image.BY_NAME[task.transform]()
     group = image.BY_NAME[task.group or task.transform]()
     root = imagesets.ensure_root(task.dataset, task.data_root, ctx.data_dir, ctx.download)
     problem = imagesets.missing(task.dataset, root)
     if problem:
         raise MissingAssetError(problem)  # before any weights are loaded or trained
-    if task.dataset == "imagenetv2" and (task.finetune.steps > 0 or method.name == "lambda"):
+    if task.dataset == "imagenetv2" and (task.finetune.steps > 0 or kind.trains_lambda):
         raise ConfigError("ImageNet-V2 has no training split for λ's stage or finetuning; use task.dataset=cifar100 "
                           "(as the paper does)")
 
     # The CIFARs stay 32×32 whatever the model's input size, so they are decoded first: a bad file stops
     # the run before CLIP loads or a stand-in trains.
-    training = task.finetune.steps > 0 or method.name == "lambda"
+    training = task.finetune.steps > 0 or kind.trains_lambda
     if task.dataset != "imagenetv2":
         test = imagesets.load(task.dataset, root, "test", task.eval_per_class, 32, ctx.cache_dir, ctx.fingerprints)
         if training:
@@ -239,7 +239,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
     classnames, templates = PROMPTS[task.dataset]
     class_embeddings = zero_shot_weights(model, classnames, templates, weights_id, ctx.cache_dir, ctx.device)
     scale = float(model.logit_scale.detach().exp()) if task.logit_scale == "model" else float(task.logit_scale)
-    probabilities = method.name in ("equitune", "lambda")
+    probabilities = kind.averages  # the views' class probabilities are averaged
     encoder = ImageEncoder(model.visual)
     model.requires_grad_(False)
     net = methods.wrap(method, ZeroShotHead(class_embeddings, scale, probabilities), group=group, invariant=True,
@@ -254,7 +254,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
     generator = torch.Generator().manual_seed(cfg.seed)
     name = "standin" if source.startswith("standin") else task.model
     desc = f"{name} {method.name} seed {cfg.seed}"
-    if method.name == "lambda":  # paper D.4: train λ with CLIP frozen, then freeze λ
+    if kind.trains_lambda:  # paper D.4: train λ with CLIP frozen, then freeze λ
         stage = task.lambda_stage
         train_steps(net, list(net.weighting.parameters()), cycle_shuffled(train, stage.batch_size, generator),
                     stage.steps, stage.lr, transform, task, prepare, probabilities, generator, ctx.device,
@@ -273,8 +273,8 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
 
     record(0)
     if task.finetune.steps > 0:
-        if method.name == "lambda" and method.lambda_features == "frozen":
-            net = with_frozen_lambda_features(net, class_embeddings.shape[0]).to(ctx.device)
+        if kind.trains_lambda and method.lambda_features == "frozen":
+            net = with_frozen_lambda_features(method, net, class_embeddings.shape[0]).to(ctx.device)
         encoder.requires_grad_(True)
         train_steps(net, list(encoder.parameters()), cycle_shuffled(train, task.finetune.batch_size, generator),
                     task.finetune.steps, task.finetune.lr_by_method[method.name], transform, task, prepare,
@@ -289,7 +289,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
         "transform": task.transform,
         "group": group.name,
         "logit_scale": scale,
-        "proxy": (method.proxy or task.default_proxy) if method.name == "equizero" else None,
+        "proxy": kind.proxy(method, task.default_proxy),
         "finetune_steps": task.finetune.steps,
         "finetune_lr": task.finetune.lr_by_method[method.name] if task.finetune.steps else None,
         "test_images": len(test),

@@ -44,15 +44,16 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
     upright = evaluate(model, cifar.normalize(test_images, model.stats), test_labels, task.eval_batch, ctx.device, "upright test")[0]
     test_turns = cifar.quarter_turns(len(test_images), task.rotation_seed)  # the same for every method and seed
     test_x = cifar.normalize(cifar.rotate(test_images, test_turns), model.stats)
-    encoder = model.backbone if method.name == "lambda" else None
-    head = model.head if method.name == "lambda" else model
+    kind = methods.method_of(method)
+    encoder = model.backbone if kind.trains_lambda else None  # λ reads the backbone's features
+    head = model.head if kind.trains_lambda else model
     net = methods.wrap(method, head, group=image.rot90(), invariant=True, encoder=encoder,
                        feature_dim=model.feature_dim, default_proxy=task.default_proxy)
     net = net.to(ctx.device)
     generator = torch.Generator().manual_seed(cfg.seed)
     desc = f"{task.model} {method.name} seed {cfg.seed}"
     model.requires_grad_(False)
-    if method.name == "lambda":  # paper D.4: train λ with the backbone frozen, then freeze λ
+    if kind.trains_lambda:  # paper D.4: train λ with the backbone frozen, then freeze λ
         model.eval()
         fit(net, list(net.weighting.parameters()), train_images, train_labels, task.lambda_stage, generator,
             ctx.device, f"{desc}: λ-network", rotated=True, stats=model.stats)
@@ -83,7 +84,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
         "upright_test_accuracy": upright,
         "finetune_layers": task.finetune.layers,
         "finetune_epochs": task.finetune.epochs,
-        "proxy": (method.proxy or task.default_proxy) if method.name == "equizero" else None,
+        "proxy": kind.proxy(method, task.default_proxy),
         "test_images": len(test_x),
         "pretrain_s": round(pretrain_s, 1),
     }

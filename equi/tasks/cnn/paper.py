@@ -122,7 +122,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
 
     channels, positions = train_x.shape[2], train_x[0, 0].numel() // train_x.shape[2]
     head = PaperHead(channels, positions)
-    proxy = (method.proxy or task.default_proxy) if method.name == "equizero" else None
+    proxy = methods.method_of(method).proxy(method, task.default_proxy)
     net = methods.wrap(method, head, group=image.rot90_views(), invariant=True, encoder=FirstView(),
                        feature_dim=channels * positions, default_proxy=task.default_proxy,
                        lambda_net=lambda_network(channels * positions, settings.lambda_hidden, settings.lambda_dropout))

@@ -29,7 +29,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from ... import distributed, hardware
+from ... import distributed, hardware, methods
 from ...data import catalog, fairness
 from ...data.download import hub_reachable
 from ...errors import ConfigError, blame_user
@@ -86,7 +86,7 @@ def generate(method: DictConfig, task: DictConfig, step_lm, group: VocabularyGro
              prompt_ids: torch.Tensor, subject_tokens: list[int], u: torch.Tensor, proxy: RegardProxy | None,
              stops: list[int]) -> torch.Tensor:
     """New token ids (B, max_new_tokens) for prompts (B, L) with draws u (B, streams, T)."""
-    if method.name in ("vanilla", "equitune"):
+    if not methods.method_of(method).picks_a_view:  # the mean of the views' logits (vanilla: one view)
         weighting = RelaxedUniform(general) if method.get("relaxed") else Uniform()
         decoder = StepwiseEquivariantDecoder(step_lm, group, weighting, eos_id=stops[0], pad_id=stops[0],
                                              max_len=task.max_new_tokens, average="logits",
@@ -190,13 +190,14 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
     contexts = fairness.CONTEXTS[task.context]
     step_lm = lms.StepLM(model)
     relaxed = bool(method.get("relaxed", False))
+    kind = methods.method_of(method)
     rows, pairs, seeds = [], {}, distributed.shard(task.samples_per_context)
     samples = ctx.run_dir / "samples.jsonl"
     for pair in task.pairs:
         group, general, notes = pair_group(task, pair, tokenizer, vocab, ctx.data_dir, relaxed)
         fairness.warn_all(notes, f"{pair} words")
-        sampling_group = token_swaps(vocab, [], name="identity") if method.name == "vanilla" else group
-        proxy = RegardProxy(scorer, tokenizer, stops, group) if method.name == "equizero" else None
+        sampling_group = group if kind.symmetrises else token_swaps(vocab, [], name="identity")
+        proxy = RegardProxy(scorer, tokenizer, stops, group) if kind.picks_a_view else None
         u_all = draws(task, cfg.seed, len(contexts), sampling_group.order)
         spec = task.demographics[pair]
         pair_rows = []

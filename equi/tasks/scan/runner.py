@@ -28,10 +28,9 @@ from ..context import RunContext
 from ...groups import VocabularyGroup, vocabulary_cycles
 from ...models.gseq2seq import GSeq2Seq
 from ...models.seq2seq import PaperSeq2Seq, Seq2Seq
-from ...operator import EquivariantWrapper
 from ...sequence import (DECODINGS, CommandSummary, GreedyDecoder, StepwiseEquivariantDecoder, TeacherForced,
                         TeacherForcedOrGreedy, pair_group)
-from ...weighting import Featurized, Weighting
+from ...weighting import Weighting
 
 
 def swap_group(task: DictConfig) -> VocabularyGroup:
@@ -142,7 +141,7 @@ def pretrain(model: Seq2Seq, train: data.Pairs, val: data.Pairs, task: DictConfi
 def decoding(method: DictConfig) -> str | None:
     """How equitune and λ decode (method.decoding, null meaning per_view); None for the methods
     that decode one way (vanilla, equizero)."""
-    if method.name not in ("equitune", "lambda"):
+    if not methods.method_of(method).averages:
         return None
     return method.get("decoding") or DECODINGS[0]
 
@@ -160,9 +159,8 @@ def teacher_forced(method: DictConfig, model: Seq2Seq, group: VocabularyGroup, s
         net = TeacherForcedOrGreedy(model, src_len, data.EOS_OUT, data.PAD_ID, task.pretrain.teacher_forcing, seed)
     else:
         net = TeacherForced(model, src_len, log_probs=scheme != "stepwise")
-    if method.name == "lambda":
-        return EquivariantWrapper(net, pairs, Featurized(lam, CommandSummary(model, src_len)))
-    return methods.wrap(method, net, group=pairs, invariant=False, default_proxy=task.default_proxy)
+    return methods.wrap(method, net, group=pairs, invariant=False, default_proxy=task.default_proxy, weighting=lam,
+                        lambda_reads=CommandSummary(model, src_len))
 
 
 def loss_to_predicted_eos(log_p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -263,17 +261,16 @@ def decoder(method: DictConfig, model: Seq2Seq, group: VocabularyGroup, task: Di
             lam: Weighting | None = None) -> nn.Module:
     """Commands → per-step log-probabilities, made equivariant as the method says; per_view
     equitune, λ and equizero all wrap the one greedy decoder in the operator."""
-    if method.name == "lambda" and lam is None:
+    if methods.method_of(method).trains_lambda and lam is None:
         raise ValueError("λ-equitune decodes with a trained λ-network: pass lam")
     scheme = decoding(method)
     if scheme == "stepwise":
-        weighting = lam if method.name == "lambda" else methods.weighting_for(method)
+        weighting = lam if lam is not None else methods.weighting_for(method)
         return StepwiseEquivariantDecoder(model, group, weighting, data.EOS_OUT, data.PAD_ID, task.max_len)
     ended = "zeros" if scheme == "per_view" else "pad"  # zeros: an ended view stops voting in the average
     greedy = GreedyDecoder(model, data.EOS_OUT, data.PAD_ID, task.max_len, ended=ended)
-    if method.name == "lambda":
-        return EquivariantWrapper(greedy, group, Featurized(lam, CommandSummary(model)))
-    return methods.wrap(method, greedy, group=group, invariant=False, default_proxy=task.default_proxy)
+    return methods.wrap(method, greedy, group=group, invariant=False, default_proxy=task.default_proxy, weighting=lam,
+                        lambda_reads=CommandSummary(model))
 
 
 @torch.no_grad()
@@ -302,7 +299,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
     check_batches(task)
     model, source, kept = pretrained(task, train, val, cfg.seed, ctx)
     lam = None
-    if method.name == "lambda":  # first λ with the model frozen, then the model with λ frozen
+    if methods.method_of(method).trains_lambda:  # first λ with the model frozen, then the model with λ frozen
         lam = methods.weighting_for(method, feature_dim=model.summary_dim).to(ctx.device)
         model.requires_grad_(False)
         train_through(method, model, group, train, task, task.lambda_stage, lam, cfg.seed + 2, ctx.device,
