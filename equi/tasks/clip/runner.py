@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ... import distributed, hardware, methods
+from ... import distributed, hardware, methods, training
 from ...cache import checkpoint_path, load_cached, save_atomically
 from ...data import cifar, imagesets
 from ...data.prompts import CIFAR10_CLASSES, CIFAR_TEMPLATES, PROMPTS
@@ -70,22 +70,19 @@ def train_steps(net: nn.Module, params: list[nn.Parameter], batches, steps: int,
     """SGD with momentum 0.9 (the paper's code) on transformed training batches, shuffled."""
     if steps == 0:
         return
-    opt = torch.optim.SGD(params, lr=lr, momentum=0.9)
     train_net = distributed.wrap_ddp(net)  # under DDP: same batches on every rank, each trains on its part
-    progress = tqdm(range(1, steps + 1), desc=desc, unit="step")
-    for step in progress:
+
+    def step_loss(step: int) -> torch.Tensor:
         x, y = next(batches)
         elements = draw_elements(len(x), transform.order, task.transform_per, len(x), generator)
         x, y, elements = distributed.my_part(x), distributed.my_part(y), distributed.my_part(elements)
         x = transform.act_each(elements, prepare(hardware.to_device(x, device)))
         with hardware.autocast():
             out = train_net(x)
-        loss = loss_of(out.float(), y.to(device), probabilities)
-        opt.zero_grad()
-        hardware.backward_step(loss, opt)
-        if step % 20 == 0:
-            progress.set_postfix(loss=f"{loss.item():.4f}")
-        after_step(step)
+        return loss_of(out.float(), y.to(device), probabilities)
+
+    training.train(step_loss, range(1, steps + 1), training.optimizer(params, "sgd", lr), desc=desc, show_every=20,
+                   after_step=after_step)
 
 
 def standin(task: DictConfig, ctx: RunContext) -> tuple[nn.Module, str, str]:

@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from torch import nn
 from tqdm import tqdm
 
-from ... import hardware, methods
+from ... import hardware, methods, training
 from ...cache import load_cached, save_atomically
 from ...data import cifar
 from ..context import RunContext
@@ -86,21 +86,21 @@ def train_heads(net: nn.Module, params: list[nn.Parameter], features: torch.Tens
     """The paper's loop: SGD with momentum on cross-entropy, every epoch a fresh shuffle and a
     fresh random quarter turn per image (applied to its cached views), then `after_epoch`."""
     group = image.rot90_views()
-    opt = torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum)
+    opt = training.optimizer(params, "sgd", settings.lr, momentum=settings.momentum)
     per_epoch = min(settings.examples_per_epoch or len(features), len(features))
     for epoch in range(1, settings.epochs + 1):
         net.train()
         chosen = torch.randperm(len(features), generator=generator)[:per_epoch]
         turns = torch.randint(4, (per_epoch,), generator=generator)
-        progress = tqdm(range(0, per_epoch, settings.batch_size), desc=f"{desc} epoch {epoch}", unit="batch",
-                        mininterval=2.0)
-        for i in progress:
+
+        def loss_of(i: int) -> torch.Tensor:
             idx = chosen[i : i + settings.batch_size]
             x = group.act_each(turns[i : i + settings.batch_size], features[idx])
             with hardware.autocast():
-                loss = nn.functional.cross_entropy(net(x), labels[idx])
-            opt.zero_grad()
-            hardware.backward_step(loss, opt)
+                return nn.functional.cross_entropy(net(x), labels[idx])
+
+        training.train(loss_of, range(0, per_epoch, settings.batch_size), opt, desc=f"{desc} epoch {epoch}",
+                       unit="batch", mininterval=2.0)
         after_epoch(epoch)
 
 

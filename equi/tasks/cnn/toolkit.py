@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 from torch import nn
 from tqdm import tqdm
 
-from ... import distributed, hardware
+from ... import distributed, hardware, training
 from ...cache import checkpoint_path, load_cached, save_atomically
 from ...data import cifar, imagesets
 from ...data.download import online
@@ -34,34 +34,24 @@ def fit(net: nn.Module, params: list[nn.Parameter], images: torch.Tensor, labels
     train_net = distributed.wrap_ddp(net)
     per_epoch = min(settings.examples_per_epoch or len(images), len(images))
     steps = settings.epochs * -(-per_epoch // settings.batch_size)
-    if settings.optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
-    else:
-        opt = torch.optim.SGD(params, lr=settings.lr, momentum=0.9, nesterov=True, weight_decay=settings.weight_decay)
-    schedule = {
-        "constant": lambda: None,
-        "cosine": lambda: torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps),
-        "onecycle": lambda: torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=steps, pct_start=0.25),
-    }[settings.schedule]()
+    opt = training.optimizer(params, settings.optimizer, settings.lr, weight_decay=settings.weight_decay, nesterov=True)
+    decay = training.schedule(opt, settings.schedule, steps, settings.lr)
     for epoch in range(1, settings.epochs + 1):
         chosen = torch.randperm(len(images), generator=generator)[:per_epoch]
         turns = cifar.quarter_turns(per_epoch, int(torch.randint(2**31, (1,), generator=generator)))
-        progress = tqdm(range(0, per_epoch, settings.batch_size), desc=f"{desc} epoch {epoch}", unit="batch")
-        for i in progress:
+
+        def loss_of(i: int) -> torch.Tensor:
             idx = chosen[i : i + settings.batch_size]
             x = cifar.augment(images[idx], generator)
             if rotated:
                 x = cifar.rotate(x, turns[i : i + settings.batch_size])
             with hardware.autocast():
                 logits = train_net(cifar.normalize(hardware.to_device(distributed.my_part(x), device), stats))
-                loss = nn.functional.cross_entropy(logits, hardware.to_device(distributed.my_part(labels[idx]), device),
+                return nn.functional.cross_entropy(logits, hardware.to_device(distributed.my_part(labels[idx]), device),
                                                    label_smoothing=settings.label_smoothing)
-            opt.zero_grad()
-            hardware.backward_step(loss, opt, [params], clip=5.0)
-            if schedule is not None:
-                schedule.step()
-            if i % (20 * settings.batch_size) == 0:
-                progress.set_postfix(loss=f"{loss.item():.3f}")
+
+        training.train(loss_of, range(0, per_epoch, settings.batch_size), opt, desc=f"{desc} epoch {epoch}",
+                       unit="batch", clip_groups=[params], clip=5.0, decay=decay, show_every=20)
         after_epoch(epoch)
 
 

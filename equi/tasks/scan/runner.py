@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm import tqdm
 
-from ... import distributed, hardware, methods, schema
+from ... import distributed, hardware, methods, schema, training
 from ...cache import checkpoint_path, load_cached, save_atomically
 from ...data import catalog, scan as data
 from ...errors import ConfigError, blame_user
@@ -75,26 +75,25 @@ def optimise(model: nn.Module, batch_loss, size: int, settings: DictConfig, seed
     check(examples seen), if given, runs every `check_every` examples and after the last batch.
     Under DDP every rank draws the same batches and computes the loss on its part of each."""
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.get("weight_decay", 0.0))
-    clipped = clip_groups(model, settings.get("clip_scope", "model"))
+    opt = training.optimizer(model.parameters(), "adam", settings.lr, weight_decay=settings.get("weight_decay", 0.0))
     steps = -(-settings.examples // settings.batch_size)
-    decay = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if settings.schedule == "cosine" else None
-    model.train()
-    progress = tqdm(range(steps), desc=desc, unit="batch")
-    for step in progress:
+
+    def loss_of(step: int) -> torch.Tensor:
         idx = torch.randint(size, (settings.batch_size,), generator=gen)
         with hardware.autocast():
-            loss = batch_loss(distributed.my_part(idx), gen)
-        opt.zero_grad()
-        hardware.backward_step(loss, opt, clipped, clip=settings.clip)
-        if decay is not None:
-            decay.step()
-        if step % 50 == 0:
-            progress.set_postfix(loss=f"{loss.item():.3f}")
+            return batch_loss(distributed.my_part(idx), gen)
+
+    def after_step(step: int) -> None:
         seen = (step + 1) * settings.batch_size
         if check is not None and (step + 1 == steps or seen // check_every > step * settings.batch_size // check_every):
             check(min(seen, settings.examples))
             model.train()
+
+    model.train()
+    training.train(loss_of, range(steps), opt, desc=desc, unit="batch",
+                   clip_groups=clip_groups(model, settings.get("clip_scope", "model")), clip=settings.clip,
+                   decay=training.schedule(opt, settings.schedule, steps, settings.lr), show_every=50,
+                   after_step=after_step)
     model.eval()
 
 

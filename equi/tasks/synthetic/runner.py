@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from torch import nn
 from tqdm import tqdm
 
-from ... import distributed, hardware, methods
+from ... import distributed, hardware, methods, training
 from ..context import RunContext
 from ...groups import SO2, VectorAngle
 
@@ -91,21 +91,24 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
     model = build(cfg).to(ctx.device)
     params = sum(p.numel() for p in model.parameters())
     train_model = distributed.wrap_ddp(model)
-    opt = torch.optim.Adam(model.parameters(), lr=task.lr)
+    opt = training.optimizer(model.parameters(), "adam", task.lr)
 
     progress = tqdm(range(task.epochs), desc=f"{cfg.label} seed {cfg.seed}", unit="epoch")
     for epoch in progress:
         model.train()
         order = torch.randperm(task.n_train, generator=gen)
         running = 0.0
-        for i in range(0, task.n_train, task.batch_size):
+
+        def loss_of(i: int) -> torch.Tensor:
+            nonlocal running
             idx = distributed.my_part(order[i : i + task.batch_size])  # every rank draws the same order
             with hardware.autocast():
                 pred = train_model(hardware.to_device(x_train[idx], ctx.device))
             loss = nn.functional.mse_loss(pred.float(), hardware.to_device(y_train[idx], ctx.device))
-            opt.zero_grad()
-            hardware.backward_step(loss, opt)
             running += loss.item() * len(idx)
+            return loss
+
+        training.train(loss_of, range(0, task.n_train, task.batch_size), opt, desc="batches", bar=False)
         train_loss = distributed.sum_over_ranks(running)[0] / task.n_train
         progress.set_postfix(train_loss=f"{train_loss:.4f}")
         ctx.logger.log({"epoch": epoch + 1, "train_loss": train_loss}, step=epoch + 1)
