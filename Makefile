@@ -67,33 +67,38 @@ fig2-budget: setup
 ## rows; about 80 min per model on one core shared with another job, 42 min with OMP_NUM_THREADS=1) | ours
 ## (each model's own mini-batch recipe, ours or ours_rnn; 10-14 min per paper model on one core shared with
 ## another job; tables end in _our_pretraining): task/scan/pretrain.
+## Each table's runs are sweeps of task=scan over its cell and the methods; its rows are named by the task
+## (EquiLSTM stepwise finetuned (add_jump)) and hold the paper's numbers from equi/paper/basu2023.yaml.
 SCAN_SEEDS ?= 0,1,2
 SCAN_MODEL ?= paper
 SCAN_PRETRAIN ?= paper
-SCAN_PAPER_PRETRAIN = $(if $(filter paper,$(SCAN_PRETRAIN)),=,$(if $(filter ours,$(SCAN_PRETRAIN)),!=,$(error SCAN_PRETRAIN=$(SCAN_PRETRAIN) is not a SCAN pretraining recipe; choose paper or ours)))
-SCAN_MODEL_ARGS = task/scan/model=$(SCAN_MODEL) $(if $(filter =,$(SCAN_PAPER_PRETRAIN)),task/scan/pretrain=paper)
-SCAN_MODEL_ROWS = --where task/scan/model=$(SCAN_MODEL) --where task/scan/pretrain$(SCAN_PAPER_PRETRAIN)paper
+SCAN_FINETUNE ?= paper
+## $(call SCAN_PRETRAIN_RECIPE,cell): paper, or ours (ours_rnn for the RNN: a lower rate and more examples).
+SCAN_PRETRAIN_RECIPE = $(if $(filter paper,$(SCAN_PRETRAIN)),paper,$(if $(filter ours,$(SCAN_PRETRAIN)),ours$(if $(filter rnn,$(1)),_rnn),$(error SCAN_PRETRAIN=$(SCAN_PRETRAIN) is not a SCAN pretraining recipe; choose paper or ours)))
+SCAN_RECIPES = task/scan/model=$(SCAN_MODEL) task/scan/pretrain=$(call SCAN_PRETRAIN_RECIPE,$(1))
+## $(call SCAN_RUNS,cell) and $(call SCAN_ROWS,cell): a table's sweep, and its rows' selection by recipe name.
+SCAN_RUNS = task=scan task.cell=$(1) task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(call SCAN_RECIPES,$(1))
+SCAN_ROWS = --task scan --digits 1 --paper-rows --where task.cell=$(1) --where task/scan/model=$(SCAN_MODEL) --where task/scan/pretrain=$(call SCAN_PRETRAIN_RECIPE,$(1)) --where task.limit=None
 SCAN_TABLE = $(1)$(if $(filter ours,$(SCAN_MODEL)),_our_model)$(if $(filter ours,$(SCAN_PRETRAIN)),_our_pretraining)
-PLAIN_SCAN_ROWS = --task scan --digits 1 --paper-rows $(SCAN_MODEL_ROWS) --where method.name!=lambda --where task.limit=None
-table2: setup
-	$(PY) run.py -m experiment=scan_lstm_vanilla,scan_lstm_equitune,scan_lstm_equitune_stepwise,scan_lstm_equizero task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(SCAN_MODEL_ARGS) $(ARGS)
-	$(PY) -m equi.report $(PLAIN_SCAN_ROWS) --where task.cell=lstm --where task.finetune.examples=0 --out outputs/tables/$(call SCAN_TABLE,table2).md
-
-## The same zero-shot table for GRU and for RNN.
-table-scan-gru table-scan-rnn: table-scan-%: setup
-	$(PY) run.py -m experiment=scan_$*_vanilla,scan_$*_equitune,scan_$*_equitune_stepwise,scan_$*_equizero task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(SCAN_MODEL_ARGS) $(ARGS)
-	$(PY) -m equi.report $(PLAIN_SCAN_ROWS) --where task.cell=$* --where task.finetune.examples=0 --out outputs/tables/$(call SCAN_TABLE,table_scan_$*).md
+table2: CELL = lstm
+table-scan-gru: CELL = gru
+table-scan-rnn: CELL = rnn
+table2 table-scan-gru table-scan-rnn: setup
+	$(PY) run.py -m $(call SCAN_RUNS,$(CELL)) method=vanilla,equitune,equizero $(ARGS)
+	$(PY) run.py -m $(call SCAN_RUNS,$(CELL)) method=equitune method.decoding=stepwise $(ARGS)
+	$(PY) -m equi.report $(call SCAN_ROWS,$(CELL)) --where method.name!=lambda --where task.finetune.examples=0 --out outputs/tables/$(call SCAN_TABLE,$(subst -,_,$@)).md
 
 ## SCAN finetuning (the paper's Tab 10–12): LSTM, EquiLSTM, EquizeroLSTM finetuned for 10k examples through
 ## each method; table-scan-finetune-gru / -rnn the same for GRU and RNN.
 ## SCAN_FINETUNE=paper (the default: the paper scripts' one-example recipe, lr by method and split) | ours
 ## (batches of 32 at lr 5e-4, about 5x faster on a CPU; its tables end in _our_recipe): task/scan/finetune.
-SCAN_FINETUNE ?= paper
 SCAN_FINETUNE_TABLE = $(call SCAN_TABLE,$(1))$(if $(filter ours,$(SCAN_FINETUNE)),_our_recipe)
+SCAN_FINETUNING = task.finetune.examples=10000 task/scan/finetune=$(SCAN_FINETUNE)
 table-scan-finetune: table-scan-finetune-lstm
 table-scan-finetune-lstm table-scan-finetune-gru table-scan-finetune-rnn: table-scan-finetune-%: setup
-	$(PY) run.py -m experiment=scan_$*_vanilla_finetune,scan_$*_equitune_finetune,scan_$*_equitune_finetune_stepwise,scan_$*_equizero_finetune task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(SCAN_MODEL_ARGS) task/scan/finetune=$(SCAN_FINETUNE) $(ARGS)
-	$(PY) -m equi.report $(PLAIN_SCAN_ROWS) --where task/scan/finetune=$(SCAN_FINETUNE) --where task.cell=$* --where task.finetune.examples=10000 --out outputs/tables/$(call SCAN_FINETUNE_TABLE,table_scan_finetune_$*).md
+	$(PY) run.py -m $(call SCAN_RUNS,$*) $(SCAN_FINETUNING) method=vanilla,equitune,equizero $(ARGS)
+	$(PY) run.py -m $(call SCAN_RUNS,$*) $(SCAN_FINETUNING) method=equitune method.decoding=stepwise $(ARGS)
+	$(PY) -m equi.report $(call SCAN_ROWS,$*) --where task/scan/finetune=$(SCAN_FINETUNE) --where method.name!=lambda --where task.finetune.examples=10000 --out outputs/tables/$(call SCAN_FINETUNE_TABLE,table_scan_finetune_$*).md
 
 ## Gordon et al.'s G-LSTM / G-GRU / G-RNN (equivariant by weight tying), trained from scratch, zero-shot.
 GMODELS ?= scan_glstm,scan_ggru,scan_grnn
@@ -103,15 +108,15 @@ table-scan-g: setup
 
 ## SCAN λ-equitune (λ trained over each view's command summary, model frozen), LSTM, zero-shot.
 table-scan-lambda: setup
-	$(PY) run.py -m experiment=scan_lstm_lambda,scan_lstm_lambda_stepwise task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(SCAN_MODEL_ARGS) $(ARGS)
-	$(PY) -m equi.report --task scan --digits 1 --paper-rows --where method.name=lambda $(SCAN_MODEL_ROWS) --where task.cell=lstm --where task.limit=None --where task.finetune.examples=0 --out outputs/tables/$(call SCAN_TABLE,table_scan_lambda).md
+	$(PY) run.py -m $(call SCAN_RUNS,lstm) method=lambda method.decoding=null,stepwise $(ARGS)
+	$(PY) -m equi.report $(call SCAN_ROWS,lstm) --where method.name=lambda --where task.finetune.examples=0 --out outputs/tables/$(call SCAN_TABLE,table_scan_lambda).md
 
 ## SCAN few-shot curve (Add Jump, LSTM): test accuracy against finetuning examples (SCAN_MODEL as above;
 ## our finetuning recipe, whose 10k point is table-scan-finetune's with SCAN_FINETUNE=ours).
 FEWSHOT ?= 0,1000,2500,5000,10000
 fig-scan-fewshot: setup
-	$(PY) run.py -m task=scan task.cell=lstm task.split=add_jump method=vanilla,equitune,equizero task.finetune.examples=$(FEWSHOT) seed=$(SCAN_SEEDS) $(SCAN_MODEL_ARGS) $(ARGS)
-	$(PY) -m equi.tasks.scan.figures $(SCAN_MODEL_ROWS) --where task/scan/finetune=ours --png outputs/figures/$(call SCAN_TABLE,fig_scan_fewshot).png --table outputs/tables/$(call SCAN_TABLE,fig_scan_fewshot).md
+	$(PY) run.py -m task=scan task.cell=lstm task.split=add_jump method=vanilla,equitune,equizero task.finetune.examples=$(FEWSHOT) seed=$(SCAN_SEEDS) $(call SCAN_RECIPES,lstm) $(ARGS)
+	$(PY) -m equi.tasks.scan.figures --where task/scan/model=$(SCAN_MODEL) --where task/scan/pretrain=$(call SCAN_PRETRAIN_RECIPE,lstm) --where task/scan/finetune=ours --png outputs/figures/$(call SCAN_TABLE,fig_scan_fewshot).png --table outputs/tables/$(call SCAN_TABLE,fig_scan_fewshot).md
 
 ## rot90-CIFAR10: the pretrained CNNs (ImageNet weights adapted to CIFAR-10 when torchvision can get
 ## them, else trained from scratch on upright CIFAR-10: measured 41 min for ResNet and 73 min for AlexNet

@@ -101,7 +101,18 @@ def _run_name_resolver(*, _root_: DictConfig) -> str:
     return run_name(with_typed_over_fast(cfg, OmegaConf.select(_root_, "hydra.overrides.task", default=[])))
 
 
-for _name, _fn in (("repo_root", lambda: str(REPO_ROOT)), ("run_name", _run_name_resolver)):
+def _row_label_resolver(*, _root_: DictConfig) -> str:
+    """`label`'s default: the task's name for the run's row in result tables (equi.tasks.Task.label)."""
+    from . import tasks
+
+    try:
+        return tasks.get(_root_.task.name).row_label(_root_)
+    except Exception:  # a bad value it is made from: its own rule names it (equi.schema.check)
+        return str(OmegaConf.select(_root_, "method.name"))
+
+
+for _name, _fn in (("repo_root", lambda: str(REPO_ROOT)), ("run_name", _run_name_resolver),
+                   ("row_label", _row_label_resolver)):
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _fn)
 

@@ -140,8 +140,8 @@ def run_here(cfg: DictConfig, run_dir: Path, done: dict | None, inputs: dict) ->
 
 
 def skip_to(done: dict, cfg: DictConfig, run_dir: Path) -> dict:
-    if cfg.label != cfg.method.name and done["label"] != cfg.label:
-        # the same numbers now stand in a paper table's row (an experiment's label); plain sweeps never relabel
+    if done["label"] != cfg.label and cfg.label != tasks.get(cfg.task.name).row_label(cfg):
+        # the same numbers now stand in a row named by an experiment or the command line; plain reruns never relabel
         done = {**done, "label": cfg.label}
         if distributed.is_main():
             write_json_atomic(run_dir / RESULTS, done)

@@ -170,7 +170,7 @@ def test_each_task_has_its_own_default_method_and_an_explicit_one_wins():
     assert {t: compose_config([f"task={t}"]).method.name for t in ("synthetic", "scan", "cnn", "dqn")} == {
         "synthetic": "canonical_lambda", "scan": "equizero", "cnn": "lambda", "dqn": "equizero"}
     assert compose_config(["task=scan", "method=vanilla"]).method.name == "vanilla"
-    assert compose_config(["experiment=scan_lstm_vanilla"]).method.name == "vanilla"
+    assert compose_config(["experiment=scan_glstm"]).method.name == "vanilla"
 
 
 def run_cli(*args, env=None):

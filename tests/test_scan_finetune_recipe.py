@@ -37,15 +37,17 @@ MAKEFILE_BEFORE = {
 }
 
 
-@pytest.mark.parametrize("experiment,split,rate", [
-    ("vanilla", "add_jump", 5e-5), ("vanilla", "around_right", 5e-5),  # no script: the scripts' default
-    ("equitune", "add_jump", 2e-5), ("equitune", "around_right", 5e-5),  # equitune_test_*.sh
-    ("equitune_finetune_stepwise", "add_jump", 2e-5), ("equitune_finetune_stepwise", "around_right", 5e-5),
-    ("equizero", "add_jump", 1e-4), ("equizero", "around_right", 4e-5),  # twice equizero_scan.py's: two steps
+STEPWISE = ["method=equitune", "method.decoding=stepwise"]
+
+
+@pytest.mark.parametrize("method,split,rate", [
+    (["method=vanilla"], "add_jump", 5e-5), (["method=vanilla"], "around_right", 5e-5),  # no script: the scripts' default
+    (["method=equitune"], "add_jump", 2e-5), (["method=equitune"], "around_right", 5e-5),  # equitune_test_*.sh
+    (STEPWISE, "add_jump", 2e-5), (STEPWISE, "around_right", 5e-5),
+    (["method=equizero"], "add_jump", 1e-4), (["method=equizero"], "around_right", 4e-5),  # twice equizero_scan.py's
 ])
-def test_lr_paper_is_the_rate_of_the_papers_script_for_the_method_and_split(experiment, split, rate):
-    name = experiment if experiment.endswith("stepwise") else f"{experiment}_finetune"
-    cfg = compose_config([f"experiment=scan_lstm_{name}", f"task.split={split}", *PAPER_RECIPE])
+def test_lr_paper_is_the_rate_of_the_papers_script_for_the_method_and_split(method, split, rate):
+    cfg = compose_config(["task=scan", *method, "task.finetune.examples=10000", f"task.split={split}", *PAPER_RECIPE])
     settings = scan.finetune_settings(cfg.task, cfg.method)
     assert (settings.lr, settings.batch_size, settings.weight_decay, settings.examples, settings.loss) == \
         (rate, 1, 1e-4, 10000, "sum_to_predicted_eos")
@@ -104,18 +106,18 @@ def test_bad_recipe_settings_are_one_line(override, message):
 
 
 def test_our_recipe_keeps_the_run_keys_it_had():
-    assert run_key(compose_config(["experiment=scan_lstm_equitune_finetune"])) == "8380278c7e"  # before weight_decay (since task.download left the task)
+    assert run_key(compose_config(["task=scan", "method=equitune", "task.finetune.examples=10000"])) == "8380278c7e"  # before weight_decay (since task.download left the task)
     assert run_key(compose_config(["task=scan"])) == run_key(compose_config(["task=scan", "task.finetune.weight_decay=0"]))
     assert run_key(compose_config(["task=scan"])) != run_key(compose_config(["task=scan", "task.finetune.loss=sum_to_predicted_eos"]))
     changed = compose_config(["task=scan", "task.paper_finetune_lr.equitune.add_jump=1e-3"])
     assert run_key(changed) == run_key(compose_config(["task=scan"]))  # the table counts only when lr=paper
-    paper = compose_config(["experiment=scan_lstm_equitune_finetune", *PAPER_RECIPE])
+    paper = compose_config(["task=scan", "method=equitune", "task.finetune.examples=10000", *PAPER_RECIPE])
     assert run_key(paper) != run_key(OmegaConf.merge(paper, {"task": {"paper_finetune_lr": {"equitune": {
         "add_jump": 1e-3}}}}))
 
 
 def test_clipping_the_whole_model_and_the_token_mean_keep_the_run_keys_and_checkpoints_they_had(tmp_path):
-    ours, paper_model = ["experiment=scan_lstm_equitune_finetune"], ["task=scan", "task.architecture=seq2seq_paper",
+    ours, paper_model = ["task=scan", "method=equitune", "task.finetune.examples=10000"], ["task=scan", "task.architecture=seq2seq_paper",
                                                                       "task.pretrain.keep=best_val"]
     assert run_key(compose_config(ours)) == "8380278c7e"
     assert scan.checkpoint_file(compose_config(ours).task, 0, tmp_path).name == "lstm-add_jump-seed0-e22045f137.pt"
@@ -178,7 +180,7 @@ def test_weight_decay_reaches_adam():
 
 def test_a_paper_recipe_run_records_its_rate(tmp_path, fixture_data, monkeypatch):
     monkeypatch.setenv("EQUI_DATA", str(fixture_data))
-    record = execute(compose_config(["experiment=scan_lstm_equizero_finetune", "task.split=around_right", "fast=true",
+    record = execute(compose_config(["task=scan", "method=equizero", "task.split=around_right", "fast=true",
                                      "logger=none", "task.fast.pretrain.examples=64", "task.finetune.examples=6",
                                      *PAPER_RECIPE]), tmp_path)
     assert record["metrics"]["finetune_lr"] == 4e-5
@@ -190,9 +192,10 @@ def make_dry(*variables: str, target: str = "table-scan-finetune") -> subprocess
 
 
 @pytest.mark.parametrize("recipe", sorted(MAKEFILE_BEFORE))
-@pytest.mark.parametrize("experiment", ["scan_lstm_equitune_finetune", "scan_rnn_vanilla"])
-def test_each_recipe_group_composes_the_runs_the_makefile_strings_did(recipe, experiment):
-    base = [f"experiment={experiment}", "seed=2"]
+@pytest.mark.parametrize("run", [["method=equitune", "task.finetune.examples=10000"],
+                                 ["method=vanilla", "task.cell=rnn", "task/scan/pretrain=ours_rnn"]])
+def test_each_recipe_group_composes_the_runs_the_makefile_strings_did(recipe, run):
+    base = ["task=scan", *run, "seed=2"]
     assert run_key(compose_config(base + [recipe])) == run_key(compose_config(base + MAKEFILE_BEFORE[recipe]))
 
 
@@ -201,15 +204,17 @@ def test_the_finetuning_tables_take_the_papers_recipe_unless_told_ours():
     assert "task/scan/finetune=paper " in paper and "--where task/scan/finetune=paper " in paper
     assert "task/scan/finetune=ours " in ours and "--where task/scan/finetune=ours " in ours
     assert "table_scan_finetune_lstm.md" in paper and "table_scan_finetune_lstm_our_recipe.md" in ours
-    assert check_cli(["experiment=scan_lstm_equitune_finetune", "task/scan/finetune=papr"]) == (
+    assert check_cli(["task=scan", "method=equitune", "task.finetune.examples=10000", "task/scan/finetune=papr"]) == (
         "unknown task/scan/finetune 'papr'; choose one of: ours, paper")
 
 
 def test_the_scan_tables_pretrain_the_papers_way_unless_told_ours():
+    rnn = make_dry("SCAN_PRETRAIN=ours", target="table-scan-rnn").stdout
+    assert "task/scan/pretrain=ours_rnn " in rnn and "--where task/scan/pretrain=ours_rnn " in rnn  # the RNN's own
     for target, table in (("table2", "table2"), ("table-scan-finetune", "table_scan_finetune_lstm")):
         paper, ours = make_dry(target=target).stdout, make_dry("SCAN_PRETRAIN=ours", target=target).stdout
-        assert "task/scan/pretrain" not in ours.split(" -m equi.report ")[0]  # each model's own: ours, ours_rnn
-        assert "--where task/scan/pretrain!=paper " in ours and f"{table}_our_pretraining.md" in ours
+        assert "task/scan/pretrain=ours " in ours and "--where task/scan/pretrain=ours " in ours
+        assert f"{table}_our_pretraining.md" in ours
         assert "task/scan/pretrain=paper " in paper and "--where task/scan/pretrain=paper " in paper
         assert f"{table}.md" in paper
     bad = make_dry("SCAN_PRETRAIN=papr", target="table2")

@@ -138,14 +138,14 @@ def test_bad_model_settings_are_one_line(override, message):
 
 
 def test_keep_last_leaves_run_keys_and_checkpoints_as_they_were(tmp_path):
-    cfg = compose_config(["experiment=scan_lstm_vanilla", "task.split=add_jump"])
+    cfg = compose_config(["task=scan", "method=vanilla", "task.split=add_jump"])
     before = OmegaConf.to_container(cfg)
     del before["task"]["pretrain"]["keep"], before["task"]["pretrain"]["val_every"]
     assert run_key(OmegaConf.create(before)) == run_key(cfg)
     assert run_key(cfg) == "3a7e0a2786"  # the key of this run before keep and val_every existed (since task.download left it)
-    assert run_key(compose_config(["experiment=scan_lstm_vanilla", "task.split=add_jump", "task.pretrain.val_every=7"])) \
+    assert run_key(compose_config(["task=scan", "method=vanilla", "task.split=add_jump", "task.pretrain.val_every=7"])) \
         == run_key(cfg)
-    assert run_key(compose_config(["experiment=scan_lstm_vanilla", "task.split=add_jump",
+    assert run_key(compose_config(["task=scan", "method=vanilla", "task.split=add_jump",
                                    "task.pretrain.keep=best_val"])) != run_key(cfg)
     # the name the LSTM checkpoint of add_jump, seed 0, had before keep and val_every existed
     assert scan.checkpoint_file(cfg.task, 0, tmp_path).name == "lstm-add_jump-seed0-e22045f137.pt"

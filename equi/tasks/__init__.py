@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import ConfigError
 
@@ -24,6 +24,7 @@ class Task:
     rules: dict[str, Any]  # task.* key (dotted, * for one level) -> equi.schema rule; every key needs one
     assets: str | None = None  # "module:function" giving its rows of `python run.py assets`; None: reads no files
     method_options: dict[str, tuple] = field(default_factory=dict)  # method keys only this task takes (scan: decoding)
+    label: Callable[[Any], str] | None = None  # a run's row name in result tables, from its config; None: the method's
 
     def run(self, cfg, ctx) -> dict:
         return importlib.import_module(self.runner).run(cfg, ctx)
@@ -32,6 +33,11 @@ class Task:
         """The fingerprints of what the run reads; {} for a task that reads no files."""
         read = getattr(importlib.import_module(self.runner), "inputs", None)
         return read(cfg, ctx) if read else {}
+
+    def row_label(self, cfg) -> str:
+        """The run's row in result tables (`label` in its config, unless an experiment or the
+        command line names it): the task's label for the run, else the method's name."""
+        return self.label(cfg) if self.label else cfg.method.name
 
     def asset_rows(self, cfg) -> list:
         """The task's rows of `python run.py assets`: none for a task that reads no data or weights."""
