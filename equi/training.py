@@ -1,7 +1,8 @@
-"""The one training loop every task uses: optimizer steps with the run's precision (fp16 loss
-scaling), gradients clipped by groups, a learning-rate schedule and a progress bar. A task says
-only how a step's loss is computed from its own draws (``loss_of(step)``) and what to do after a
-step; the draws stay the task's, in the order its recipe takes them."""
+"""The one training loop every task uses (optimizer steps with the run's precision, fp16 loss
+scaling, gradients clipped by groups, a learning-rate schedule, a progress bar) and the one
+evaluation helper (this rank's batches under the run's precision, counts summed over the ranks).
+A task says only how a step's loss is computed from its own draws (``loss_of(step)``), and how a
+batch's outputs are scored; the draws stay the task's, in the order its recipe takes them."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from . import hardware
+from . import distributed, hardware
+from .operator import outputs_collecting_weights
 
 
 def optimizer(params, name: str, lr: float, *, weight_decay: float = 0.0, momentum: float = 0.9,
@@ -50,3 +52,24 @@ def train(loss_of: Callable[[int], torch.Tensor], steps: Iterable[int], opt: tor
             progress.set_postfix(loss=f"{loss.item():.4f}")
         if after_step is not None:
             after_step(step)
+
+
+@torch.no_grad()
+def accuracy(net: nn.Module, batches: Iterable[tuple[torch.Tensor, object]], correct: Callable[[torch.Tensor, object], int],
+             desc: str) -> tuple[float, torch.Tensor | None]:
+    """Accuracy (%) over this rank's (inputs on the device, targets) batches, the correct ones of a
+    batch counted by correct(outputs, targets); under DDP the counts are summed over the ranks. With
+    it, the operator's weights per view (|G|, N), put together across the ranks (None without them)."""
+    net.eval()
+    right, seen, weights = 0, 0, []
+    for x, y in tqdm(batches, desc=desc, unit="batch", leave=False):
+        with hardware.autocast():
+            out = outputs_collecting_weights(net, x, weights)
+        right += int(correct(out, y))
+        seen += len(y)
+    right, seen = distributed.sum_over_ranks(right, seen)
+    return 100.0 * right / seen, distributed.gather(torch.cat(weights, 1) if weights else None, dim=1)
+
+
+def top1(out: torch.Tensor, labels: torch.Tensor) -> int:
+    return int((out.argmax(-1).cpu() == labels).sum())

@@ -17,7 +17,6 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from ... import distributed, hardware, methods, training
 from ...cache import checkpoint_path, load_cached, save_atomically
@@ -30,24 +29,22 @@ from ...models import clip_standin
 from ...models.clip import (ImageEncoder, Preprocess, ZeroShotHead, cached_weights, load_pretrained, missing_weights,
                            preprocess_cfg, random_clip, standin_clip, weights_file_id, weights_reachable,
                            zero_shot_weights)
-from ...operator import EquivariantWrapper, outputs_collecting_weights
+from ...operator import EquivariantWrapper
 
 
 @torch.no_grad()
 def accuracy(net: nn.Module, loader: DataLoader, elements: torch.Tensor, transform: FiniteGroup,
              prepare: nn.Module, device: torch.device, desc: str) -> tuple[float, torch.Tensor | None]:
     """Top-1 (%) with test image i transformed by elements[i], and the operator's weights (|G|, N) if any."""
-    net.eval()
     loader, first = distributed.shard_loader(loader)  # under DDP: this rank's batches
-    correct, seen, weights = 0, first, []
-    for x, y in tqdm(loader, desc=desc, unit="batch", leave=False):
-        x = transform.act_each(elements[seen : seen + len(x)], prepare(hardware.to_device(x, device)))
-        with hardware.autocast():
-            out = outputs_collecting_weights(net, x, weights)
-        correct += int((out.argmax(-1).cpu() == y).sum())
-        seen += len(x)
-    correct, seen = distributed.sum_over_ranks(correct, seen - first)
-    return 100.0 * correct / seen, distributed.gather(torch.cat(weights, 1) if weights else None, dim=1)
+
+    def batches():
+        seen = first
+        for x, y in loader:
+            yield transform.act_each(elements[seen : seen + len(x)], prepare(hardware.to_device(x, device))), y
+            seen += len(x)
+
+    return training.accuracy(net, batches(), training.top1, desc)
 
 
 def draw_elements(n: int, order: int, per: str, batch: int, generator: torch.Generator) -> torch.Tensor:

@@ -8,7 +8,6 @@ from typing import Callable
 import torch
 from omegaconf import DictConfig
 from torch import nn
-from tqdm import tqdm
 
 from ... import distributed, hardware, training
 from ...cache import checkpoint_path, load_cached, save_atomically
@@ -18,7 +17,6 @@ from ...errors import MissingAssetError, blame_user
 from ..context import RunContext
 from ...models.cnn import (IMAGENET_WEIGHTS, Classifier, cifar_model, imagenet_model, imagenet_state_dict,
                           imagenet_weights_file)
-from ...operator import outputs_collecting_weights
 
 
 def fit(net: nn.Module, params: list[nn.Parameter], images: torch.Tensor, labels: torch.Tensor,
@@ -61,16 +59,9 @@ def evaluate(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: 
     """Accuracy (%) on normalised `images`, and the operator's weights per view (|G|, N) if any.
     The operator runs the |G| rotated copies of a batch in one forward pass. Under DDP each rank
     evaluates its share of the batches; the counts and weights are put together."""
-    net.eval()
-    correct, weights = 0, []
-    for i in tqdm(distributed.shard(len(images), batch)[::batch], desc=desc, unit="batch", leave=False):
-        x = hardware.to_device(images[i : i + batch], device)
-        with hardware.autocast():
-            logits = outputs_collecting_weights(net, x, weights)
-        correct += int((logits.argmax(-1).cpu() == labels[i : i + batch]).sum())
-    correct, seen = distributed.sum_over_ranks(correct, len(distributed.shard(len(images), batch)))
-    weights = distributed.gather(torch.cat(weights, 1) if weights else None, dim=1)
-    return 100.0 * correct / seen, weights
+    batches = ((hardware.to_device(images[i : i + batch], device), labels[i : i + batch])
+               for i in distributed.shard(len(images), batch)[::batch])
+    return training.accuracy(net, batches, training.top1, desc)
 
 
 def load(task: DictConfig, ctx: RunContext, split: str, per_class: int | None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from tqdm import tqdm
 
 from ... import distributed, hardware, methods, schema, training
 from ...cache import checkpoint_path, load_cached, save_atomically
@@ -276,15 +275,14 @@ def decoder(method: DictConfig, model: Seq2Seq, group: VocabularyGroup, task: Di
 def accuracy(decode: nn.Module, pairs: data.Pairs, batch: int, device, desc: str) -> float:
     """Exact-match accuracy (%) of the greedy output (up to <eos>) against the target; under DDP
     each rank decodes its share of the batches and the counts are summed."""
-    src, tgt = pairs.tensors()
-    correct = 0
-    mine = distributed.shard(len(pairs), batch)
-    for i in tqdm(mine[::batch], desc=desc, unit="batch"):
-        with hardware.autocast():
-            out = decode(hardware.to_device(src[i : i + batch], device)).argmax(-1).cpu()
-        correct += sum(data.decode(row) == target for row, target in zip(out, pairs.actions[i : i + batch]))
-    correct, seen = distributed.sum_over_ranks(int(correct), len(mine))
-    return 100.0 * correct / seen
+    src, _ = pairs.tensors()
+    batches = ((hardware.to_device(src[i : i + batch], device), pairs.actions[i : i + batch])
+               for i in distributed.shard(len(pairs), batch)[::batch])
+
+    def exact(out: torch.Tensor, targets: list) -> int:
+        return sum(data.decode(row) == target for row, target in zip(out.argmax(-1).cpu(), targets))
+
+    return training.accuracy(decode, batches, exact, desc)[0]
 
 
 def run(cfg: DictConfig, ctx: RunContext) -> dict:
