@@ -104,7 +104,7 @@ table-scan-finetune-lstm table-scan-finetune-gru table-scan-finetune-rnn: table-
 GMODELS ?= scan_glstm,scan_ggru,scan_grnn
 table-scan-g: setup
 	$(PY) run.py -m experiment=$(GMODELS) task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(ARGS)
-	$(PY) -m equi.report --task scan --digits 1 --paper-rows --where task.architecture=gseq2seq --where task.pretrain.keep!=best_val --where task.limit=None --where task.finetune.examples=0 --out outputs/tables/table_scan_g.md
+	$(PY) -m equi.report --task scan --digits 1 --paper-rows --where task.architecture=gseq2seq --where method.name=vanilla --where task.pretrain.keep!=best_val --where task.limit=None --where task.finetune.examples=0 --out outputs/tables/table_scan_g.md
 
 ## SCAN λ-equitune (λ trained over each view's command summary, model frozen), LSTM, zero-shot.
 table-scan-lambda: setup

@@ -7,6 +7,7 @@ stack traces; ``check_cli`` catches those mistakes first and names them in one l
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import itertools
 import json
@@ -29,8 +30,7 @@ GROUPS = sorted({str(d.parent.relative_to(CONF_DIR)) for d in CONF_DIR.rglob("*.
 LAUNCHERS = ["basic", *sorted(p.stem for p in (CONF_DIR / "hydra" / "launcher").glob("*.yaml"))]
 # our conf/hydra/launcher/submitit_*.yaml set values over the plugin's schema of the same name, as meant
 warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/submitit_\w+' is validated against ConfigStore schema")
-# paper, paper_by_split: the paper's number of a row, in the configs of runs made before equi/paper/basu2023.yaml
-NOT_IN_RUN_KEY = ("hardware", "logger", "label", "paper", "paper_by_split", "force", "download", "paths", "hydra")
+NOT_IN_RUN_KEY = ("hardware", "logger", "label", "force", "download", "paths", "hydra")
 
 
 def choices(group: str) -> list[str]:
@@ -50,6 +50,7 @@ def run_key(cfg: DictConfig) -> str:
     return hashlib.sha1(json.dumps(content, sort_keys=True).encode()).hexdigest()[:10]
 
 
+@functools.cache
 def recipe(group: str, option: str) -> dict:
     """The settings a recipe (an option of a nested group such as task/scan/pretrain) sets: {dotted
     key under its ``# @package``: value as written, interpolations unresolved}, its own defaults
@@ -155,7 +156,7 @@ def not_an_override(word: str) -> str:
     command = difflib.get_close_matches(word, COMMANDS, n=1)
     if command:
         return f"unknown command {word!r}; did you mean `python run.py {command[0]}`?"
-    group = next((g for g in GROUPS if word in choices(g)), None)
+    group = next((g for g in sorted(GROUPS, key=lambda g: g.count("/")) if word in choices(g)), None)  # top level first
     hint = f"did you mean {group}={word}?" if group else "see `python run.py --help` for the keys and choices"
     return f"{word!r} is not an override: overrides are key=value (task=scan, seed=1); {hint}"
 

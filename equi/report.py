@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 from collections import defaultdict
@@ -25,6 +26,7 @@ from equi import paper, schema
 from equi.config import REPO_ROOT, compose_config, recipe, run_key, with_typed_over_fast
 
 REPO = REPO_ROOT
+ABSENT = object()
 
 
 def config_value(config: dict, dotted: str):
@@ -40,14 +42,29 @@ def is_stale(run_dir: Path, record: dict) -> bool:
     if not overrides_file.exists():  # made without run.py (e.g. by the tests): nothing to compare
         return False
     overrides = [o for o in yaml.safe_load(overrides_file.read_text()) or [] if not o.lstrip("+~").startswith("hydra")]
+    overrides = [word for o in overrides for word in as_sweep(o)]
     try:
         return run_key(with_typed_over_fast(compose_config(overrides), overrides)) != record["run_key"]
     except Exception:  # an override that no longer composes
         return True
 
 
+def as_sweep(override: str) -> list[str]:
+    """The overrides an old SCAN experiment file (experiment=scan_<cell>_<method>[_finetune][_stepwise],
+    before the tables swept task=scan) stood for, so that its runs still compare with today's config."""
+    match = re.fullmatch(r"experiment=scan_(lstm|gru|rnn)_(vanilla|equitune|equizero|lambda)(_finetune)?(_stepwise)?",
+                         override)
+    if not match:
+        return [override]
+    cell, method, finetune, stepwise = match.groups()
+    return (["task=scan", f"task.cell={cell}", f"method={method}"] + ["task/scan/pretrain=ours_rnn"] * (cell == "rnn")
+            + ["task.finetune.examples=10000"] * bool(finetune) + ["method.decoding=stepwise"] * bool(stepwise))
+
+
 def parse_condition(text: str) -> tuple[str, bool, str]:
     """'key=value' or 'key!=value' → (key, whether equality is wanted, value); null means None."""
+    if "=" not in text:
+        raise ValueError(f"--where {text!r}: expected key=value or key!=value")
     key, value = text.split("=", 1)
     wanted = not key.endswith("!")
     return key.rstrip("!"), wanted, "None" if value == "null" else value
@@ -69,9 +86,8 @@ def made_with(config: dict, group: str, option: str) -> bool:
         if isinstance(wanted, str) and wanted.startswith("${") and wanted.endswith("}"):
             wanted = config_value(config, wanted[2:-1])
         value = config_value(config, key)
-        if value is None:
-            rule = schema.rule_for(cfg, key)
-            value = getattr(rule, "as_before", None)
+        if OmegaConf.select(cfg, key, default=ABSENT) is ABSENT:
+            value = getattr(schema.rule_for(cfg, key), "as_before", None)
         if value != wanted:
             return False
     return True
@@ -108,8 +124,13 @@ def paper_for(record: dict) -> paper.Number | None:
 
 
 def load(runs: Path, task: str | None, include_fast: bool, paper_rows: bool, where: list[str] = ()) -> list[dict]:
+    """The finished runs under `runs` that pass the filters; raises ValueError naming a --where that
+    is not key=value or names no recipe."""
     records, stale = [], 0
     conditions = [parse_condition(w) for w in where]
+    for key, _, option in conditions:
+        if "/" in key:
+            recipe(key, option)  # a misspelled recipe stops here, not at the first run
     for path in sorted(runs.glob("*/results.json")):
         record = json.loads(path.read_text())
         if task and record["task"] != task:
@@ -182,7 +203,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--digits", type=int, default=3, help="decimals in the table")
     parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
     args = parser.parse_args(argv)
-    records = load(args.runs, args.task, args.include_fast, args.paper_rows, args.where)
+    try:
+        records = load(args.runs, args.task, args.include_fast, args.paper_rows, args.where)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if not records:
         print(f"error: no finished runs{f' of task {args.task}' if args.task else ''} under {args.runs}", file=sys.stderr)
         return 1

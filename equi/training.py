@@ -56,19 +56,20 @@ def train(loss_of: Callable[[int], torch.Tensor], steps: Iterable[int], opt: tor
 
 @torch.no_grad()
 def accuracy(net: nn.Module, batches: Iterable[tuple[torch.Tensor, object]], correct: Callable[[torch.Tensor, object], int],
-             desc: str) -> tuple[float, torch.Tensor | None]:
+             desc: str, weights: bool = True) -> tuple[float, torch.Tensor | None]:
     """Accuracy (%) over this rank's (inputs on the device, targets) batches, the correct ones of a
     batch counted by correct(outputs, targets); under DDP the counts are summed over the ranks. With
-    it, the operator's weights per view (|G|, N), put together across the ranks (None without them)."""
+    it (weights=True), the operator's weights per view (|G|, N), put together across the ranks (None
+    when the net is not the operator)."""
     net.eval()
-    right, seen, weights = 0, 0, []
+    right, seen, collected = 0, 0, []
     for x, y in tqdm(batches, desc=desc, unit="batch", leave=False):
         with hardware.autocast():
-            out = outputs_collecting_weights(net, x, weights)
+            out = outputs_collecting_weights(net, x, collected) if weights else net(x)
         right += int(correct(out, y))
         seen += len(y)
     right, seen = distributed.sum_over_ranks(right, seen)
-    return 100.0 * right / seen, distributed.gather(torch.cat(weights, 1) if weights else None, dim=1)
+    return 100.0 * right / seen, distributed.gather(torch.cat(collected, 1) if collected else None, dim=1)
 
 
 def top1(out: torch.Tensor, labels: torch.Tensor) -> int:

@@ -156,3 +156,26 @@ def test_the_figure_modules_read_the_yaml():
     assert cnn_figures.paper_readings("alexnet", "equitune") == (71.0, 75.5)
     assert cnn_figures.paper_readings("resnet18", "lambda [test from train]") is None
     assert bench_clip.paper_ratio("ViT-B-32") == "1.46×, 1.13×" and bench_clip.paper_ratio("RN101") == "-"
+
+
+def test_a_misspelled_recipe_or_condition_is_one_line(tmp_path, capsys):
+    assert report.main(["--runs", str(tmp_path), "--where", "task/scan/model=nosuch"]) == 2
+    assert capsys.readouterr().err == "error: unknown task/scan/model 'nosuch'; choose one of: ours, paper\n"
+    assert report.main(["--runs", str(tmp_path), "--where", "task.cell"]) == 2
+    assert capsys.readouterr().err == "error: --where 'task.cell': expected key=value or key!=value\n"
+
+
+@pytest.mark.parametrize("old,now", [
+    ("experiment=scan_lstm_equitune_stepwise", ["task=scan", "method=equitune", "method.decoding=stepwise"]),
+    ("experiment=scan_rnn_vanilla_finetune", ["task=scan", "task.cell=rnn", "method=vanilla",
+                                              "task/scan/pretrain=ours_rnn", "task.finetune.examples=10000"]),
+])
+def test_runs_made_through_the_old_scan_experiment_files_are_not_stale(tmp_path, old, now):
+    """Their .hydra/overrides.yaml names experiment files that are sweeps now: the same runs."""
+    from equi.config import run_key
+
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "overrides.yaml").write_text(f"- {old}\n- task.split=around_right\n- seed=1\n")
+    record = {"run_key": run_key(compose_config([*now, "task.split=around_right", "seed=1"]))}
+    assert not report.is_stale(tmp_path, record)
+    assert report.is_stale(tmp_path, {"run_key": "other"})

@@ -217,10 +217,10 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict:
 
     # The CIFARs stay 32×32 whatever the model's input size, so they are decoded first: a bad file stops
     # the run before CLIP loads or a stand-in trains.
-    training = task.finetune.steps > 0 or kind.trains_lambda
+    trains = task.finetune.steps > 0 or kind.trains_lambda
     if task.dataset != "imagenetv2":
         test = imagesets.load(task.dataset, root, "test", task.eval_per_class, 32, ctx.cache_dir, ctx.fingerprints)
-        if training:
+        if trains:
             train = imagesets.load(task.dataset, root, "train", task.train_per_class, 32, ctx.cache_dir,
                                    ctx.fingerprints)
 

@@ -282,7 +282,7 @@ def accuracy(decode: nn.Module, pairs: data.Pairs, batch: int, device, desc: str
     def exact(out: torch.Tensor, targets: list) -> int:
         return sum(data.decode(row) == target for row, target in zip(out.argmax(-1).cpu(), targets))
 
-    return training.accuracy(decode, batches, exact, desc)[0]
+    return training.accuracy(decode, batches, exact, desc, weights=False)[0]
 
 
 def run(cfg: DictConfig, ctx: RunContext) -> dict:
