@@ -2,13 +2,13 @@
 
 One table of rules per choice of each config group: a task's own (``Task.rules`` in
 equi/tasks/<task>/schema.py, besides ``TASK_COMMON``), a method's (``Method.rules`` in
-equi/methods.py), ``HARDWARE``, ``LOGGERS``, and
-one for the run itself (``RUN``). Keys are dotted paths inside the group; ``*`` stands for one level
-(a model's or an environment's own block), and the keys of a task's ``fast:`` block follow the
-task's own rules. A key no rule covers is refused: a misspelled key in an experiment file or a
-``+key=…`` stops like a bad value. ``check`` is run by ``equi.config.check_cli`` on the command
-line and by ``equi.experiment.execute`` on the composed config. ``LAUNCHERS`` holds the keys of our
-Hydra launcher configs (conf/hydra/launcher/), checked by ``check_launcher``.
+equi/methods.py), ``HARDWARE``, ``LOGGERS``, and one for the run itself (``RUN``). Keys are
+dotted paths inside the group; ``*`` stands for one level (a model's or an environment's own
+block), and the keys of a task's ``fast:`` block follow the task's own rules. A key no rule
+covers is refused: a misspelled key in an experiment file or a ``+key=…`` stops like a bad value.
+``check`` is run by ``equi.config.check_cli`` on the command line and by ``equi.experiment.execute``
+on the composed config. ``LAUNCHERS`` holds the keys of our Hydra launcher configs
+(conf/hydra/launcher/), checked by ``check_launcher``.
 
 A key added after runs were recorded is declared ``Added``: with the value that leaves the numbers
 as they were (``as_before``), or the setting without which it is unused (``used_when``). While so,

@@ -80,5 +80,5 @@ def keys(overrides: list[str]) -> dict:
 
 if __name__ == "__main__":
     pinned = [{"target": t, "overrides": r, **keys(r)} for t, r in runs()]
-    PINNED.write_text(json.dumps(pinned, indent=1) + "\n")
+    PINNED.write_text("[\n" + ",\n".join(json.dumps(run) for run in pinned) + "\n]\n")  # a run a line
     print(f"{len(pinned)} runs pinned in {PINNED}")
