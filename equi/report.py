@@ -85,8 +85,8 @@ def made_with(config: dict, group: str, option: str) -> bool:
     for key, wanted in recipe(group, option).items():
         if isinstance(wanted, str) and wanted.startswith("${") and wanted.endswith("}"):
             wanted = config_value(config, wanted[2:-1])
-        value = config_value(config, key)
-        if OmegaConf.select(cfg, key, default=ABSENT) is ABSENT:
+        value = OmegaConf.select(cfg, key, default=ABSENT)
+        if value is ABSENT:
             value = getattr(schema.rule_for(cfg, key), "as_before", None)
         if value != wanted:
             return False
