@@ -7,7 +7,7 @@ SEEDS ?= 0,1,2,3,4
 SET_SIZES ?= 2,4,8
 ARGS ?=            # extra overrides for every run, e.g. ARGS="hardware=cuda logger=none"
 
-.PHONY: setup run data test table-d5 fig2 fig2-budget table2 table-scan-gru table-scan-rnn table-scan-finetune table-scan-finetune-lstm table-scan-finetune-gru table-scan-finetune-rnn table-scan-g table-scan-lambda fig-scan-fewshot pretrain-cnn fig-cnn fig-cnn-paper pretrain-clip fig7 fig4 fig8 fig5a fig11a fig12 fig-clip-offline table1 fig3 fig9 tables-nlg-samples bench bench-precision bench-scan bench-nlg clean-runs
+.PHONY: setup run data test paper paper-report table-d5 fig2 fig2-budget table2 table-scan-gru table-scan-rnn table-scan-finetune table-scan-finetune-lstm table-scan-finetune-gru table-scan-finetune-rnn table-scan-g table-scan-lambda fig-scan-fewshot pretrain-cnn fig-cnn fig-cnn-paper pretrain-clip fig7 fig4 fig8 fig5a fig11a fig12 fig-clip-offline table1 fig3 fig9 tables-nlg-samples bench bench-precision bench-scan bench-nlg clean-runs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,19 @@ data: setup
 ## The test suite (CI runs this through .ci/run).
 test: setup
 	$(PY) -m pytest -q
+
+## The whole paper in one report, outputs/paper/report.md and index.html: every artefact's runs at
+## PAPER_BUDGET (smoke | cpu | full | rehearsal: equi/paper/budgets.yaml says what each runs and costs),
+## run or reused (a rerun does only what is missing), and every claim of equi/paper/basu2023.yaml
+## checked: held, not held (by how much), or not run here (why). PAPER_ONLY=fig2,table2 for some.
+## `make paper-report` rebuilds the report from the run dirs alone (e.g. outputs/runs copied from a cluster).
+PAPER_BUDGET ?= smoke
+PAPER_ONLY ?=
+paper: setup
+	$(PY) -m equi.paper build --budget $(PAPER_BUDGET) $(if $(PAPER_ONLY),--only $(PAPER_ONLY))
+
+paper-report: setup
+	$(PY) -m equi.paper report --budget $(PAPER_BUDGET)
 
 ## Paper appendix D.5: MLP vs Canon-MLP vs Canon-λ-MLP, 5 seeds, mean (std) test loss beside the paper's.
 table-d5: setup
@@ -88,17 +101,18 @@ table2 table-scan-gru table-scan-rnn: setup
 	$(PY) run.py -m $(call SCAN_RUNS,$(CELL)) method=equitune method.decoding=stepwise $(ARGS)
 	$(PY) -m equi.report $(call SCAN_ROWS,$(CELL)) --where method.name!=lambda --where task.finetune.examples=0 --out outputs/tables/$(call SCAN_TABLE,$(subst -,_,$@)).md
 
-## SCAN finetuning (the paper's Tab 10–12): LSTM, EquiLSTM, EquizeroLSTM finetuned for 10k examples through
+## SCAN finetuning (the paper's Tab 10–12): LSTM, EquiLSTM, EquizeroLSTM finetuned for 10k examples (SCAN_FINETUNE_EXAMPLES) through
 ## each method; table-scan-finetune-gru / -rnn the same for GRU and RNN.
 ## SCAN_FINETUNE=paper (the default: the paper scripts' one-example recipe, lr by method and split) | ours
 ## (batches of 32 at lr 5e-4, about 5x faster on a CPU; its tables end in _our_recipe): task/scan/finetune.
 SCAN_FINETUNE_TABLE = $(call SCAN_TABLE,$(1))$(if $(filter ours,$(SCAN_FINETUNE)),_our_recipe)
-SCAN_FINETUNING = task.finetune.examples=10000 task/scan/finetune=$(SCAN_FINETUNE)
+SCAN_FINETUNE_EXAMPLES ?= 10000
+SCAN_FINETUNING = task.finetune.examples=$(SCAN_FINETUNE_EXAMPLES) task/scan/finetune=$(SCAN_FINETUNE)
 table-scan-finetune: table-scan-finetune-lstm
 table-scan-finetune-lstm table-scan-finetune-gru table-scan-finetune-rnn: table-scan-finetune-%: setup
 	$(PY) run.py -m $(call SCAN_RUNS,$*) $(SCAN_FINETUNING) method=vanilla,equitune,equizero $(ARGS)
 	$(PY) run.py -m $(call SCAN_RUNS,$*) $(SCAN_FINETUNING) method=equitune method.decoding=stepwise $(ARGS)
-	$(PY) -m equi.report $(call SCAN_ROWS,$*) --where task/scan/finetune=$(SCAN_FINETUNE) --where method.name!=lambda --where task.finetune.examples=10000 --out outputs/tables/$(call SCAN_FINETUNE_TABLE,table_scan_finetune_$*).md
+	$(PY) -m equi.report $(call SCAN_ROWS,$*) --where task/scan/finetune=$(SCAN_FINETUNE) --where method.name!=lambda --where task.finetune.examples=$(SCAN_FINETUNE_EXAMPLES) --out outputs/tables/$(call SCAN_FINETUNE_TABLE,table_scan_finetune_$*).md
 
 ## Gordon et al.'s G-LSTM / G-GRU / G-RNN (equivariant by weight tying), trained from scratch, zero-shot.
 GMODELS ?= scan_glstm,scan_ggru,scan_grnn
@@ -209,12 +223,16 @@ OFFLINE_FINETUNE_SEEDS ?= 0
 OFFLINE_STEPS ?= 300
 OFFLINE_EVAL ?= 200
 OFFLINE_LR ?= task.finetune.lr_by_method.vanilla=1e-3 task.finetune.lr_by_method.equitune=1e-3 task.finetune.lr_by_method.equizero=1e-3 task.finetune.lr_by_method.lambda=1e-3
+## Ours beside it: finetuning at the stand-in's own logit scale (13.1) and lr 1e-4, where finetuning can
+## help it (at the paper's scale 1.0 the softmax is nearly flat and equizero loses the upright view).
+OFFLINE_AT_MODEL_SCALE ?= task.logit_scale=model task.finetune.lr_by_method.vanilla=1e-4 task.finetune.lr_by_method.equitune=1e-4 task.finetune.lr_by_method.equizero=1e-4 task.finetune.lr_by_method.lambda=1e-4
 OFFLINE = task=clip task.weights=standin task.eval_per_class=$(OFFLINE_EVAL)
 fig-clip-offline: pretrain-clip
 	$(PY) run.py -m $(OFFLINE) method=vanilla task.transform=none,rot180,flip,rot90 $(ARGS)
 	$(PY) run.py -m $(OFFLINE) method=equitune,equizero task.transform=rot180,flip,rot90 $(ARGS)
 	$(PY) run.py -m $(OFFLINE) method=lambda task.transform=rot180,flip,rot90 seed=$(OFFLINE_SEEDS) $(ARGS)
 	$(PY) run.py -m $(OFFLINE) method=vanilla,equitune,equizero,lambda task.transform=rot90 task.finetune.steps=$(OFFLINE_STEPS) task.finetune.eval_every=100 $(OFFLINE_LR) seed=$(OFFLINE_FINETUNE_SEEDS) $(ARGS)
+	$(PY) run.py -m $(OFFLINE) method=vanilla,equitune,equizero,lambda task.transform=rot90 task.finetune.steps=$(OFFLINE_STEPS) task.finetune.eval_every=100 $(OFFLINE_AT_MODEL_SCALE) seed=$(OFFLINE_FINETUNE_SEEDS) $(ARGS)
 	$(PY) -m equi.tasks.clip.figures offline --where task.weights=standin --where task.eval_per_class=$(OFFLINE_EVAL) --where task.logit_scale=1.0 --where task.transform_per=image
 
 ## Paper Table 1: time and peak memory of a zero-shot pass, λ / equitune (random weights; CUDA when present;

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import sys
@@ -150,15 +151,20 @@ def load(runs: Path, task: str | None, include_fast: bool, paper_rows: bool, whe
     return records
 
 
+def outputs_root() -> Path:
+    """conf/config.yaml's paths.outputs: EQUI_OUTPUTS, else outputs/ (where runs write their run dirs)."""
+    return Path(os.environ.get("EQUI_OUTPUTS") or REPO / "outputs").expanduser()
+
+
 def figure_parser(doc: str, figures) -> argparse.ArgumentParser:
     """The options of a task's figures module: which figure, which runs (--runs, --where, --include-fast),
-    where figures and tables go."""
+    where figures and tables go (by default under paths.outputs, as the runs are)."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("figure", choices=sorted(figures))
-    parser.add_argument("--runs", type=Path, default=REPO / "outputs" / "runs")
+    parser.add_argument("--runs", type=Path, default=outputs_root() / "runs")
     parser.add_argument("--where", action="append", default=[], help="config.key=value (repeatable)")
-    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "figures")
-    parser.add_argument("--tables", type=Path, default=REPO / "outputs" / "tables")
+    parser.add_argument("--out", type=Path, default=outputs_root() / "figures")
+    parser.add_argument("--tables", type=Path, default=outputs_root() / "tables")
     parser.add_argument("--include-fast", action="store_true", help="also fast=true runs (smoke tests)")
     return parser
 
@@ -192,7 +198,7 @@ def table(records: list[dict], metric: str | None, digits: int = 3) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=Path, default=REPO / "outputs" / "runs", help="folder of run dirs")
+    parser.add_argument("--runs", type=Path, default=outputs_root() / "runs", help="folder of run dirs")
     parser.add_argument("--task", help="only this task's runs")
     parser.add_argument("--metric", help="metric to report (default: the task's config `metric`)")
     parser.add_argument("--include-fast", action="store_true", help="also count fast=true smoke runs")

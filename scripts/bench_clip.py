@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -24,8 +25,10 @@ import time
 from pathlib import Path
 
 from equi import paper
+from equi.results import write_json_atomic
 
 REPO = Path(__file__).resolve().parent.parent
+OUTPUTS = Path(os.environ.get("EQUI_OUTPUTS") or REPO / "outputs")  # conf/config.yaml's paths.outputs
 
 METHODS = ["equitune", "equizero", "lambda", "lambda_frozen"]
 
@@ -91,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when torch sees a GPU)")
     parser.add_argument("--child", nargs=2, metavar=("MODEL", "METHOD"), help=argparse.SUPPRESS)
-    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "tables" / "table1.md")
+    parser.add_argument("--out", type=Path, default=OUTPUTS / "tables" / "table1.md",
+                        help="the table; its numbers also go beside it as .json (make paper reads them)")
     args = parser.parse_args(argv)
     if args.device is None:
         import torch
@@ -110,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
              "| model | method | s / batch (median) | peak MB | of it the pass | time / equitune | peak / equitune "
              "| pass / equitune | paper λ / equitune (time, memory) |",
              "|---|---|---|---|---|---|---|---|---|"]
+    every = {}
     for model in args.models.split(","):
-        results = {}
+        results = every[model] = {}
         for method in METHODS:
             out = subprocess.run([sys.executable, __file__, "--child", model, method, "--batches", str(args.batches),
                                   "--device", args.device], capture_output=True, text=True)
@@ -130,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             print(line, flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
+    write_json_atomic(args.out.with_suffix(".json"), {"device": args.device, "batches": args.batches, "results": every})
     print(f"table: {args.out}")
     return 0
 

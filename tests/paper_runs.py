@@ -1,20 +1,16 @@
-"""The runs each paper target of the Makefile composes (`make -n`), with their run keys: the
+"""The runs each paper target of the Makefile composes (`make -n`, through equi.paper.plan), with their run keys: the
 redesign of the config must leave the keys of runs that exist as they are (tests/test_run_keys.py).
 
 `python -m tests.paper_runs` writes tests/fixtures/run_keys.json from the tree as it is."""
 
 from __future__ import annotations
 
-import itertools
 import json
-import re
 import shlex
-import subprocess
 from pathlib import Path
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
+from equi.paper import plan
 
-REPO = Path(__file__).resolve().parent.parent
 PINNED = Path(__file__).resolve().parent / "fixtures" / "run_keys.json"
 # Each paper target with the recipe variables that change its runs (SCAN's model and recipes).
 TARGETS = [
@@ -29,37 +25,15 @@ TARGETS = [
 ]
 
 
-def sweep_commands(target: str, variables: str) -> list[list[str]]:
-    """The override lists of the target's `run.py` commands (a shell loop over environments unrolled)."""
-    text = subprocess.run(["make", "-n", "-B", target, *shlex.split(variables), "PY=python"], cwd=REPO, text=True,
-                          capture_output=True, check=True).stdout.replace("\\\n", " ")
-    commands = []
-    for line in text.splitlines():
-        loop = re.match(r"for (\w+) in ([\w ]+); do (.*?)( *\|\| exit 1)?; *done", line.strip())
-        bodies = ([loop.group(3).replace(f"${loop.group(1)}", v) for v in loop.group(2).split()] if loop else [line])
-        for body in bodies:
-            if "run.py" in body and "pip" not in body:
-                words = shlex.split(body)
-                commands.append([w for w in words[words.index("run.py") + 1:] if w != "-m"])
-    return commands
-
-
-def expand(overrides: list[str]) -> list[list[str]]:
-    """One override list per run of the sweep."""
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    choices = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override()
-               else [o.input_line] for o in parsed]
-    return [list(c) for c in itertools.product(*choices)]
-
-
 def runs() -> list[tuple[str, list[str]]]:
+    """(target, overrides) of every run of TARGETS, each run once (under the first target composing it)."""
     seen, out = set(), []
     for target, variables in TARGETS:
-        for command in sweep_commands(target, variables):
-            for run in expand(command):
-                if tuple(run) not in seen:
-                    seen.add(tuple(run))
-                    out.append((f"{target} {variables}".strip(), run))
+        assigned = dict(v.split("=", 1) for v in shlex.split(variables))
+        for run in plan.runs(target, assigned):
+            if tuple(run) not in seen:
+                seen.add(tuple(run))
+                out.append((f"{target} {variables}".strip(), run))
     return out
 
 

@@ -18,9 +18,12 @@ from pathlib import Path
 
 import yaml
 
+from equi.paper.claims import Claim, parse as parse_claim
+
 FILE = Path(__file__).with_name("basu2023.yaml")
 WORDS = {"absent": "not in the paper", "not_transcribed": "not transcribed"}  # the two words a number may be
 SHAPES = ({"mean", "std"}, {"range"}, {"read_off", "pm"})  # the keys of a number written as a mapping
+KEYS = {"source", "metric", "layout", "rows", "runs", "note", "claims", "target", "task", "standin", "reads"}  # of an artefact
 
 
 class PaperKeyError(LookupError):
@@ -39,6 +42,8 @@ class Number:
     value: float | None = None  # the number (the mean of "mean (std)"); None for a range, absent, not transcribed
     std: float | None = None  # of "mean (std)"
     pm: float | None = None  # read_off: how closely (None: not recorded)
+    low: float | None = None  # range: its ends (each the mean where an end is "mean (std)")
+    high: float | None = None
 
     def __str__(self) -> str:
         return self.text
@@ -60,7 +65,15 @@ class Artefact:
     rows: dict
     runs: dict | None = None  # the runs an equi.report table compares with: task, where, column
     note: str | None = None
-    claims: tuple[str, ...] = ()
+    claims: tuple[Claim, ...] = ()
+    targets: tuple[str, ...] = ()  # the Makefile targets that make its runs (make paper runs them)
+    task: str | None = None  # whose figures module measures its cells (equi.paper.measure)
+    standin: dict | None = None  # a second reading of its claims on offline stand-ins: target, says, for
+    reads: str | None = None  # a file its target writes under paths.outputs, not runs (Table 1's benchmark)
+
+    @property
+    def measured_by(self) -> str | None:
+        return self.task or (self.runs or {}).get("task")
 
 
 def parse_number(raw, where: str) -> Number:
@@ -74,7 +87,7 @@ def parse_number(raw, where: str) -> Number:
         return Number("printed", f"{mean.text} ({std.text})", mean.value, std.value)
     if isinstance(raw, dict) and set(raw) == {"range"} and isinstance(raw["range"], list) and len(raw["range"]) == 2:
         low, high = (parse_number(r, f"{where}.range") for r in raw["range"])
-        return Number("range", f"{low.text} to {high.text}")
+        return Number("range", f"{low.text} to {high.text}", low=low.value, high=high.value)
     if isinstance(raw, dict) and set(raw) == {"read_off", "pm"}:
         value = parse_number(raw["read_off"], f"{where}.read_off")
         pm = None if raw["pm"] is None else parse_number(raw["pm"], f"{where}.pm").value
@@ -104,10 +117,25 @@ def artefacts() -> dict[str, Artefact]:
             raise ValueError(f"{FILE.name}: {where}.rows must map rows to numbers")
         if spec.get("runs") is not None and "task" not in spec["runs"]:
             raise ValueError(f"{FILE.name}: {where}.runs must name the task of its runs")
-        claims = spec.get("claims") or ()
+        unknown = set(spec) - KEYS
+        if unknown:
+            raise ValueError(f"{FILE.name}: {where} has unknown key(s) {', '.join(sorted(unknown))}; "
+                             f"an artefact has: {', '.join(sorted(KEYS))}")
+        claims = tuple(parse_claim(c, name) for c in spec.get("claims") or ())
+        targets = spec.get("target") or ()
         out[name] = Artefact(name, spec["source"], spec["metric"], spec["layout"], rows, spec.get("runs"),
-                             spec.get("note"), tuple(claims))
+                             spec.get("note"), claims, (targets,) if isinstance(targets, str) else tuple(targets),
+                             spec.get("task"), spec.get("standin"), spec.get("reads"))
+    ids = [c.id for a in out.values() for c in a.claims]
+    if len(ids) != len(set(ids)):
+        raise ValueError(f"{FILE.name}: claim ids must be unique: {sorted({i for i in ids if ids.count(i) > 1})}")
     return out
+
+
+@functools.cache
+def disagreements() -> list[dict]:
+    """Where the paper's code and its text disagree, and which one our rows follow (basu2023.yaml)."""
+    return yaml.safe_load(FILE.read_text(encoding="utf-8")).get("disagreements") or []
 
 
 def artefact(name: str) -> Artefact:

@@ -206,6 +206,41 @@ def orderings(groups: dict, models: list[str]) -> list[str]:
     return out
 
 
+def paper_cells(artefact: str, records: list[dict], bench: dict | None = None) -> dict[str, list[float]]:
+    """The cells equi.paper's claims read, one value per seed. Zero-shot figures (7, 4, 8):
+    "<model>/<transform>/<method>"; finetuning (5a, 11a): "<model>/<method>/0" and ".../last";
+    Figure 12: "<model>/upright_weight" and "<model>/upright_argmax_rate" (a model at CLIP's own
+    logit scale, task.logit_scale=model, is "<model>@model-scale"); Table 1 (from its
+    benchmark's json, `bench`): "<model>/time", "<model>/memory" (λ over equitune), "<model>/equizero_time"."""
+    out: dict[str, list[float]] = defaultdict(list)
+    if artefact == "table1":
+        for model, methods in (bench or {}).get("results", {}).items():
+            base = methods["equitune"]
+            out[f"{model}/time"].append(methods["lambda"]["s_per_batch"] / base["s_per_batch"])
+            out[f"{model}/memory"].append(methods["lambda"]["peak_mb"] / base["peak_mb"])
+            out[f"{model}/equizero_time"].append(methods["equizero"]["s_per_batch"] / base["s_per_batch"])
+        return dict(out)
+    for r in sorted(records, key=lambda r: r["seed"]):
+        m = r["metrics"]
+        model = m["model"] + ("@model-scale" if r["config"]["task"]["logit_scale"] == "model" else "")
+        if not m["finetune_steps"]:
+            out[f"{model}/{m['transform']}/{r['method']}"].append(m["zero_shot_accuracy"])
+            if r["method"] == "lambda" and m["transform"] == "rot90" and "upright_weight" in m:
+                out[f"{model}/upright_weight"].append(m["upright_weight"])
+                out[f"{model}/upright_argmax_rate"].append(m["upright_argmax_rate"])
+        elif m["transform"] == "rot90":
+            curve = {int(k): v for k, v in m["curve"].items()}
+            out[f"{model}/{r['method']}/0"].append(curve[0])
+            out[f"{model}/{r['method']}/last"].append(curve[max(curve)])
+    return dict(out)
+
+
+def stand_ins(records: list[dict]) -> list[str]:
+    """CLIP and data other than the paper's."""
+    return [f"CLIP: {r['metrics']['weights']} (a small open_clip model, not OpenAI's), on {r['metrics']['dataset']}"
+            for r in records if r["metrics"]["model"] == "standin"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = figure_parser(__doc__, FIGURES)
     parser.add_argument("--models", help="only these models (comma-separated open_clip names, or standin)")

@@ -160,6 +160,23 @@ def paper_table(groups: dict, models: list[str]) -> str:
     return "\n".join(lines)
 
 
+def paper_cells(artefact: str, records: list[dict]) -> dict[str, list[float]]:
+    """Figure 5b's cells for equi.paper's claims, from the paper-protocol runs: "<model>/<row>/<epoch>"
+    with epoch 0 (after the first), "last", and the last epoch's own number (9 after ten)."""
+    out: dict[str, list[float]] = defaultdict(list)
+    for r in sorted((r for r in records if protocol_of(r) == "paper"), key=lambda r: r["seed"]):
+        curve, base = r["metrics"]["curve"], f"{r['metrics']['model']}/{row_name(r)}"
+        for epoch, value in {"0": curve[0], "last": curve[-1], str(len(curve) - 1): curve[-1]}.items():
+            out[f"{base}/{epoch}"].append(value)
+    return dict(out)
+
+
+def stand_ins(records: list[dict]) -> list[str]:
+    """Trunks other than the paper's ImageNet-pretrained ones."""
+    return [f"trunk: {r['metrics']['weights']} (the paper: torchvision's ImageNet weights)" for r in records
+            if not str(r["metrics"].get("weights", "")).startswith("imagenet")]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=REPO / "outputs" / "runs")

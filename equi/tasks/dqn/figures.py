@@ -123,6 +123,12 @@ def budget_plot(returns: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def paper_cells(artefact: str, records: list[dict]) -> dict[str, list[float]]:
+    """Figure 2's cells for equi.paper's claims: "<env>/<method>" → mean return of each seed."""
+    return {f"{env}/{method}": values for (env, method), values in
+            summarise([r for r in records if at_configured_budget(r)], by_budget=False).items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=REPO / "outputs" / "runs")

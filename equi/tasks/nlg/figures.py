@@ -118,6 +118,30 @@ def samples_table(records: list[dict], pair: str, per_model: int) -> str:
     return "\n".join(lines)
 
 
+def paper_cells(artefact: str, records: list[dict]) -> dict[str, list[float]]:
+    """Figures 3 and 9's cells for equi.paper's claims, one value per seed: "<pair>/<model>/tv" (the
+    regard distributions' total-variation distance between the pair's subjects) and "<model>/positive"."""
+    out: dict[str, list[float]] = {}
+    for r in sorted(records, key=lambda r: r["seed"]):
+        model = r["metrics"]["model"]
+        out.setdefault(f"{model}/positive", []).append(r["metrics"]["positive_fraction"])
+        for pair, result in r["metrics"]["pairs"].items():
+            out.setdefault(f"{pair}/{model}/tv", []).append(result["regard"]["tv_distance"])
+    return out
+
+
+def stand_ins(records: list[dict]) -> list[str]:
+    """The paper's GPT-2 and regard classifier, where other ones were read."""
+    out = []
+    for r in records:
+        lm, scorer = r["metrics"]["lm"], r["metrics"]["regard_scorer"]
+        if lm != "gpt2":
+            out.append(f"LM: {lm} (the paper: GPT-2)")
+        if "stand-in" in scorer:
+            out.append(f"regard scorer: {scorer}, trained here on Sheng et al.'s annotations (the paper: their BERT classifier)")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = figure_parser(__doc__, FIGURES)
     parser.add_argument("--pair", default="sexuality", help="samples: which pair's subjects")
