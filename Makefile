@@ -238,8 +238,9 @@ fig-clip-offline: pretrain-clip
 ## Paper Table 1: time and peak memory of a zero-shot pass, λ / equitune (random weights; CUDA when present;
 ## 11 min on 2 CPU cores with BENCH_BATCHES=3).
 BENCH_BATCHES ?= 3
+BENCH_MODELS ?= RN50,ViT-B-32
 table1: setup
-	$(PY) scripts/bench_clip.py --batches $(BENCH_BATCHES)
+	$(PY) scripts/bench_clip.py --models $(BENCH_MODELS) --batches $(BENCH_BATCHES)
 
 ## Paper Figures 3 (respect) and 9 (occupation): regard of the generations of the LM, EquiLM, R-EquiLM,
 ## EquizeroLM and R-EquizeroLM for both subjects of each demographic pair (gender, race, sexuality).

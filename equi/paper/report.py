@@ -243,7 +243,7 @@ def write(b: Budget, runs_dir: Path, out: Path | None = None) -> int:
             lines += ["", f"Note: {artefact.note}"]
         for reading in got:
             run_wall = sum(r.get("wall_time_s") or 0 for r in reading.records)
-            lines += ["", f"### {'The paper' + chr(39) + 's setting' if reading.label == 'paper' else reading.label.capitalize()}",
+            lines += ["", f"### {'The paper' + chr(39) + 's setting' if reading.label == 'paper' else 'S' + reading.label[1:]}",
                       "", f"{len(reading.records)} of {reading.planned} planned runs found"
                       + (f" ({run_wall / 60:.1f} min of run time)" if reading.records else "") + "."]
             if reading.stand_ins:
