@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -25,10 +24,8 @@ import time
 from pathlib import Path
 
 from equi import paper
+from equi.report import outputs_root
 from equi.results import write_json_atomic
-
-REPO = Path(__file__).resolve().parent.parent
-OUTPUTS = Path(os.environ.get("EQUI_OUTPUTS") or REPO / "outputs")  # conf/config.yaml's paths.outputs
 
 METHODS = ["equitune", "equizero", "lambda", "lambda_frozen"]
 
@@ -94,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when torch sees a GPU)")
     parser.add_argument("--child", nargs=2, metavar=("MODEL", "METHOD"), help=argparse.SUPPRESS)
-    parser.add_argument("--out", type=Path, default=OUTPUTS / "tables" / "table1.md",
+    parser.add_argument("--out", type=Path, default=outputs_root() / "tables" / "table1.md",
                         help="the table; its numbers also go beside it as .json (make paper reads them)")
     args = parser.parse_args(argv)
     if args.device is None:

@@ -52,6 +52,15 @@ def test_order_holds_fails_by_its_shortfall_and_is_not_run_without_its_cells():
     assert partly.status == HELD and partly.instances == 1 and partly.missing == ["e2/a", "e2/b"]
 
 
+def test_an_order_within_the_seeds_noise_says_so():
+    check = {"order": ["a", "b"]}
+    assert evaluate(claim(check), {"a": [1.0, 3.0], "b": [0.0, 2.5]}).noisy  # held, intervals overlap
+    assert not evaluate(claim(check), {"a": [5.0, 6.0], "b": [0.0, 1.0]}).noisy
+    missed = evaluate(claim(check), {"a": [0.0, 2.5], "b": [1.0, 3.0]})
+    assert missed.status == NOT_HELD and missed.noisy  # missed within noise
+    assert not evaluate(claim(check), {"a": [0.0, 1.0], "b": [5.0, 6.0]}).noisy
+
+
 def test_near_paper_reads_the_papers_number_with_its_read_off_margin():
     c = claim({"near_paper": ["RN50/none"], "within": 2})
     number = paper.parse_number({"read_off": 41.8, "pm": 0.5}, "t")

@@ -46,7 +46,7 @@ class Verdict:
     shortfall: float | None = None  # not held: by how much the worst instance misses
     missing: list[str] = field(default_factory=list)  # cells not measured
     instances: int = 0  # instances checked
-    noisy: bool = False  # held on the means, but the 95% intervals of cells it orders overlap
+    noisy: bool = False  # held (or missed) on the means, but the 95% intervals of the cells it orders overlap
 
 
 def parse(raw: dict, artefact: str) -> Claim:
@@ -111,6 +111,7 @@ def evaluate(claim: Claim, cells: dict[str, list[float]], paper_number=None) -> 
     if claim.check is None:
         return Verdict(NOT_CHECKABLE, claim.why or "")
     kind, missing, failures, notes, noisy, checked = claim.kind, [], [], [], False, 0
+    failing_overlap = []  # whether each failing pair's intervals overlap (a miss within noise)
     for name, names in instances(claim.check):
         absent = [c for c in names if not cells.get(c)]
         if absent:
@@ -126,6 +127,7 @@ def evaluate(claim: Claim, cells: dict[str, list[float]], paper_number=None) -> 
                 if not ok:
                     failures.append((mb + margin - ma, f"{prefix}{a} {fmt(ma)} vs {b} {fmt(mb)}"
                                      + (f" (+{fmt(margin)} wanted)" if margin else "")))
+                    failing_overlap.append(overlap(cells[a], cells[b]))
                 elif overlap(cells[a], cells[b]):
                     noisy = True
             if not failures:
@@ -151,6 +153,7 @@ def evaluate(claim: Claim, cells: dict[str, list[float]], paper_number=None) -> 
                     (0, f"{prefix}{c} {fmt(m)}") if ok else (abs(m - bound), f"{prefix}{c} {fmt(m)} vs {fmt(bound)}"))
     if failures:
         worst = max(failures)
+        noisy = bool(failing_overlap) and len(failing_overlap) == len(failures) and all(failing_overlap)
         return Verdict(NOT_HELD, "; ".join(text for _, text in failures), worst[0], missing, checked, noisy)
     if not checked:
         return Verdict(NOT_RUN, "not measured: " + ", ".join(dict.fromkeys(missing)), None, missing, 0)

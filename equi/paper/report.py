@@ -191,7 +191,7 @@ def write(b: Budget, runs_dir: Path, out: Path | None = None) -> int:
     status = json.loads(status_file.read_text()) if status_file.exists() else {}
     figures = out / "figures"
     shutil.rmtree(figures, ignore_errors=True)
-    sections, glance, every, blocks = [], [], [], []
+    glance, every, blocks = [], [], []
     for name in b.artefacts():
         artefact = paper.artefact(name)
         got = read(artefact, b, runs_dir, status.get(name, {}))
@@ -242,6 +242,8 @@ def write(b: Budget, runs_dir: Path, out: Path | None = None) -> int:
         if artefact.note:
             lines += ["", f"Note: {artefact.note}"]
         for reading in got:
+            if reading.label != "paper" and not reading.records:
+                continue  # a stand-in reading that was not run here: nothing to show
             run_wall = sum(r.get("wall_time_s") or 0 for r in reading.records)
             lines += ["", f"### {'The paper' + chr(39) + 's setting' if reading.label == 'paper' else 'S' + reading.label[1:]}",
                       "", f"{len(reading.records)} of {reading.planned} planned runs found"
@@ -265,7 +267,7 @@ def write(b: Budget, runs_dir: Path, out: Path | None = None) -> int:
                     lines.append(f"  - the paper: “{c.paper}”")
                 if v.status == claims_mod.NOT_HELD:
                     lines.append(f"  - diagnosis: {diagnosis(c, b)}")
-        own = outputs_root() / "figures" / f"{artefact.name}.png"
+        own = runs_dir.parent / "figures" / f"{artefact.name}.png"
         if own.exists() and not b.fast:
             figures.mkdir(parents=True, exist_ok=True)
             shutil.copy(own, figures / own.name)

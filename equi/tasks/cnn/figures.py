@@ -30,7 +30,7 @@ from equi import paper  # noqa: E402
 from equi.data import cifar, imagesets  # noqa: E402
 from equi.groups import image  # noqa: E402
 from equi.plots import views_figure  # noqa: E402
-from equi.report import REPO, load, mean_std  # noqa: E402
+from equi.report import load, mean_std, outputs_root  # noqa: E402
 
 ROWS = ["vanilla", "equitune", "equizero (entropy)", "equizero (neg_max_prob)", "lambda"]
 MODES = {"all": "finetuning all layers", "last2": "linear probing (last two layers)"}
@@ -179,17 +179,17 @@ def stand_ins(records: list[dict]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=Path, default=REPO / "outputs" / "runs")
+    parser.add_argument("--runs", type=Path, default=outputs_root() / "runs")
     parser.add_argument("--protocol", choices=("ours", "paper"), default="ours")
     parser.add_argument("--where", action="append", default=[], help="config.key=value (repeatable)")
     parser.add_argument("--paper-legend", action="store_true",
                         help="label the equizero curves as the paper's figure does (swapped)")
-    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "figures")
+    parser.add_argument("--out", type=Path, default=outputs_root() / "figures")
     parser.add_argument("--table", type=Path, default=None, help="default: outputs/tables/fig_cnn[_paper].md")
     parser.add_argument("--include-fast", action="store_true", help="also fast=true runs (smoke tests)")
     args = parser.parse_args(argv)
     suffix = "_paper" if args.protocol == "paper" else ""
-    table_path = args.table or REPO / "outputs" / "tables" / f"fig_cnn{suffix}.md"
+    table_path = args.table or outputs_root() / "tables" / f"fig_cnn{suffix}.md"
     records = [r for r in load(args.runs, "cnn", args.include_fast, False, args.where) if protocol_of(r) == args.protocol]
     if not records:
         print(f"error: no cnn runs of protocol {args.protocol} under {args.runs} (with {args.where or 'any settings'})",

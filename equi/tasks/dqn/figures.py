@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 
 from equi.config import compose_config  # noqa: E402
 from equi.experiment import effective_config  # noqa: E402
-from equi.report import REPO, load, mean_std, stats  # noqa: E402
+from equi.report import load, mean_std, stats, outputs_root  # noqa: E402
 
 ENVS = ["gridworld", "cartpole", "acrobot"]
 METHODS = ["vanilla", "equitune", "equizero"]
@@ -131,14 +131,14 @@ def paper_cells(artefact: str, records: list[dict]) -> dict[str, list[float]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=Path, default=REPO / "outputs" / "runs")
+    parser.add_argument("--runs", type=Path, default=outputs_root() / "runs")
     parser.add_argument("--include-fast", action="store_true")
     parser.add_argument("--budget", action="store_true", help="every pretraining budget found (fig2_budget.*)")
     parser.add_argument("--png", type=Path, default=None, help="default: outputs/figures/fig2[_budget].png")
     parser.add_argument("--table", type=Path, default=None, help="default: outputs/tables/fig2[_budget].md")
     args = parser.parse_args(argv)
     name = "fig2_budget" if args.budget else "fig2"
-    png, table = args.png or REPO / "outputs" / "figures" / f"{name}.png", args.table or REPO / "outputs" / "tables" / f"{name}.md"
+    png, table = args.png or outputs_root() / "figures" / f"{name}.png", args.table or outputs_root() / "tables" / f"{name}.md"
     records = load(args.runs, "dqn", args.include_fast, paper_rows=False)
     returns = summarise(records if args.budget else [r for r in records if at_configured_budget(r)], args.budget)
     if not returns:

@@ -17,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from equi.report import REPO, load, mean_std, stats  # noqa: E402
+from equi.report import load, mean_std, stats, outputs_root  # noqa: E402
 
 METHODS = ["vanilla", "equitune", "equizero"]
 
@@ -48,11 +48,11 @@ def refuse_mixed(kinds: set[str], what: str, narrow: str) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=Path, default=REPO / "outputs" / "runs")
+    parser.add_argument("--runs", type=Path, default=outputs_root() / "runs")
     parser.add_argument("--cell", default="lstm")
     parser.add_argument("--split", default="add_jump")
-    parser.add_argument("--png", type=Path, default=REPO / "outputs" / "figures" / "fig_scan_fewshot.png")
-    parser.add_argument("--table", type=Path, default=REPO / "outputs" / "tables" / "fig_scan_fewshot.md")
+    parser.add_argument("--png", type=Path, default=outputs_root() / "figures" / "fig_scan_fewshot.png")
+    parser.add_argument("--table", type=Path, default=outputs_root() / "tables" / "fig_scan_fewshot.md")
     parser.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
                         help="keep runs whose config has this value (KEY!=VALUE: does not); repeatable")
     args = parser.parse_args(argv)
