@@ -245,9 +245,11 @@ def write(b: Budget, runs_dir: Path, out: Path | None = None) -> int:
             if reading.label != "paper" and not reading.records:
                 continue  # a stand-in reading that was not run here: nothing to show
             run_wall = sum(r.get("wall_time_s") or 0 for r in reading.records)
+            found = (f"Read from {artefact.reads} under {runs_dir.parent}" if artefact.reads else
+                     f"{len(reading.records)} of {reading.planned} planned runs found"
+                     + (f" ({run_wall / 60:.1f} min of run time)" if reading.records else ""))
             lines += ["", f"### {'The paper' + chr(39) + 's setting' if reading.label == 'paper' else 'S' + reading.label[1:]}",
-                      "", f"{len(reading.records)} of {reading.planned} planned runs found"
-                      + (f" ({run_wall / 60:.1f} min of run time)" if reading.records else "") + "."]
+                      "", found + "."]
             if reading.stand_ins:
                 lines.append("**Stand-ins:** " + "; ".join(reading.stand_ins) + ".")
             if b.plumbing and reading.records:
