@@ -92,3 +92,12 @@ def test_the_bootstrap_interval_holds_the_mean_and_is_empty_for_one_seed():
     low, high = bootstrap([1.0, 2.0, 3.0, 4.0, 5.0])
     assert 1.0 <= low < 3.0 < high <= 5.0
     assert bootstrap([1.0, 2.0, 3.0, 4.0, 5.0]) == (low, high)  # seeded: the same every time
+
+
+def test_a_misspelled_budget_or_artefact_is_one_line_and_exit_2(capsys):
+    from equi.paper.__main__ import main
+
+    assert main(["build", "--budget", "smok"]) == 2
+    assert capsys.readouterr().err == "error: unknown budget 'smok'; choose one of: smoke, cpu, full, rehearsal\n"
+    assert main(["build", "--only", "fig99"]) == 2
+    assert capsys.readouterr().err.startswith("error: basu2023.yaml has no artefact 'fig99'; it has: table_d5, ")
