@@ -71,10 +71,6 @@ class Artefact:
     standin: dict | None = None  # a second reading of its claims on offline stand-ins: target, says, for
     reads: str | None = None  # a file its target writes under paths.outputs, not runs (Table 1's benchmark)
 
-    @property
-    def measured_by(self) -> str | None:
-        return self.task or (self.runs or {}).get("task")
-
 
 def parse_number(raw, where: str) -> Number:
     """A number of the yaml (its header lists the forms); `where` names it in the error."""

@@ -101,14 +101,18 @@ def readings(artefact: paper.Artefact) -> list[dict]:
               for s in extra)]
 
 
-def fingerprint(*texts: str) -> str:
-    """What a plan depends on: the Makefile, conf/ and the variables."""
+@functools.cache
+def tree_digest() -> str:
+    """The Makefile and conf/ as this process found them: what every plan is made from (read once)."""
     digest = hashlib.sha256()
     for path in [REPO_ROOT / "Makefile", *sorted(CONF_DIR.rglob("*.yaml"))]:
         digest.update(path.read_bytes())
-    for text in texts:
-        digest.update(text.encode())
-    return digest.hexdigest()[:16]
+    return digest.hexdigest()
+
+
+def fingerprint(*texts: str) -> str:
+    """What a plan depends on: the Makefile, conf/ and the variables."""
+    return hashlib.sha256("\0".join([tree_digest(), *texts]).encode()).hexdigest()[:16]
 
 
 def planned(target: str, variables: dict[str, str], cache: Path) -> list[dict]:

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from equi.inputs import sha256_file
+from equi.results import write_text_atomic
 
 MODELS = ("RN50", "RN101", "ViT-B-32", "ViT-B-16")  # the paper's four (equi.models.clip.MODELS)
 TAG = "openai"
@@ -75,13 +76,6 @@ def _replace(tmp: Path, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    _replace(tmp, path)
-
-
 def plant_weights(hub: Path, name: str) -> Path:
     """Random open_clip `name` (seed SEED) as the hub cache's snapshot of its openai repo:
     models--<org>--<repo>/{blobs/<sha256>, snapshots/<commit>/<file> → blob, refs/main}."""
@@ -98,8 +92,8 @@ def plant_weights(hub: Path, name: str) -> Path:
     ref = folder / "refs" / "main"
     if not snapshot.is_file():
         _save_random(name, folder, snapshot)
-    _write_text(ref, commit)  # last: the snapshot is found only once it is whole
-    _write_text(known, json.dumps({**planted, name: str(snapshot.relative_to(hub))}, indent=1, sort_keys=True))
+    write_text_atomic(ref, commit)  # last: the snapshot is found only once it is whole
+    write_text_atomic(known, json.dumps({**planted, name: str(snapshot.relative_to(hub))}, indent=1, sort_keys=True))
     return snapshot
 
 
@@ -205,7 +199,7 @@ def plant_dataset(data: Path, dataset: str, per_class: int, classes: int | None)
     os.replace(part, folder)
     shutil.rmtree(old, ignore_errors=True)
     known = {"settings": settings, "folder": folder.name, "present": present, "md5": md5}
-    _write_text(marker, json.dumps(known, indent=1))
+    write_text_atomic(marker, json.dumps(known, indent=1))
     return known
 
 
@@ -280,7 +274,7 @@ def plant_shim(root: Path, cifar100: dict | None) -> Path:
     text = json.dumps({"cifar100": cifar100["md5"]} if cifar100 else {}, indent=1, sort_keys=True)
     for name, content in (("pins.json", text), ("sitecustomize.py", SHIM)):
         if not (shim / name).is_file() or (shim / name).read_text() != content:
-            _write_text(shim / name, content)
+            write_text_atomic(shim / name, content)
     return shim
 
 

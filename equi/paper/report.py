@@ -27,6 +27,7 @@ from equi import paper  # noqa: E402
 from equi.paper import claims as claims_mod  # noqa: E402
 from equi.paper import measure  # noqa: E402
 from equi.paper.build import Budget, index, outputs_root, planned, readings  # noqa: E402
+from equi.report import stats  # noqa: E402
 from equi.results import git_commit, package_versions, write_text_atomic  # noqa: E402
 
 ORDER = (claims_mod.HELD, claims_mod.NOT_HELD, claims_mod.NOT_RUN, claims_mod.NOT_CHECKABLE)
@@ -95,8 +96,7 @@ def cell_rows(artefact: paper.Artefact, cells: dict) -> list[list[str]]:
     rows = []
     for cell in paper_first(artefact, cells):
         values = cells[cell]
-        mean, (low, high) = claims_mod.mean(values), claims_mod.bootstrap(values)
-        std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+        (mean, std), (low, high) = stats(values), claims_mod.bootstrap(values)
         number = paper_number_at(artefact, cell)
         rows.append([cell, str(len(values)), claims_mod.fmt(mean), claims_mod.fmt(std),
                      f"[{claims_mod.fmt(low)}, {claims_mod.fmt(high)}]" if len(values) > 1 else "one seed",

@@ -40,6 +40,7 @@ from ...models import regard as regards
 from ...operator import EquivariantWrapper
 from ...results import package_version, write_text_atomic
 from ...sampling import ChunkSampler, RankSampler, RegardProxy, sentence_text
+from ...stats import bootstrap_mean
 from ...sequence import StepwiseEquivariantDecoder
 from ...weighting import ProxyArgmin, RelaxedUniform, Uniform
 
@@ -120,12 +121,6 @@ def regard_scorer(task: DictConfig, model, tokenizer, ctx: RunContext):
         return regards.standin(model, tokenizer, task.lm, folder, ctx.cache_dir,
                                 OmegaConf.to_container(task.regard_standin), made_from)
     return regards.HubRegard(task.regard, ctx.download, ctx.device)
-
-
-def bootstrap_mean(scores: np.ndarray, n: int, rng: np.random.Generator) -> list[float]:
-    """Mean and its 95% percentile-bootstrap interval."""
-    means = rng.choice(scores, size=(n, len(scores))).mean(1)
-    return [float(scores.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
 def distribution(labels: np.ndarray) -> dict[str, float]:
