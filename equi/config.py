@@ -124,6 +124,14 @@ def compose_config(overrides: list[str] = ()) -> DictConfig:
         return compose(config_name="config", overrides=list(overrides))
 
 
+def sweep_runs(overrides: list[str]) -> list[list[str]]:
+    """One override list per run of a sweep (`seed=0,1` → two lists), in Hydra's order."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    values = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override()
+              else [o.input_line] for o in parsed]
+    return [list(run) for run in itertools.product(*values)]
+
+
 def check_launcher(hydra_overrides: list[str]) -> str | None:
     """The hydra.launcher keys of a hydra/launcher=<name> choice against schema.LAUNCHERS."""
     name = next((o.split("=", 1)[1] for o in hydra_overrides if o.startswith("hydra/launcher=")), "basic")

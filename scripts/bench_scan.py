@@ -1,8 +1,11 @@
 #!/usr/bin/env python
-"""Benchmark SCAN training and decoding: our mini-batches vs the paper's one example per step.
+"""Benchmark SCAN pretraining: the paper's recipe (one example per Adam step) solo vs K replicas
+trained in one vectorised pass (equi.tasks.scan.replicas), and our mini-batch recipe.
 
-    python scripts/bench_scan.py [--cell lstm] [--examples 3000]
-Prints examples/s, sequences/s and the projected time for 200k training examples.
+    python scripts/bench_scan.py [--cell lstm] [--replicas 2,6,18] [--steps 150] [--device cpu]
+Prints examples/s of each (the steps alone: runs of --steps and 3× --steps, differenced), in one
+run (solo measured before and after the replicas, so that a drift of the machine shows), and the
+projected wall time of `make table2`'s pretraining.
 """
 
 from __future__ import annotations
@@ -16,48 +19,95 @@ from omegaconf import OmegaConf
 
 from equi.config import compose_config
 from equi.data import catalog, scan as data
-from equi.sequence import GreedyDecoder
+from equi.models.seq2seq_replicas import ReplicaPaperSeq2Seq
+from equi.tasks.scan.replicas import Replica, pretrain_together, replica_accuracies
 from equi.tasks.scan.runner import new_model, pretrain
 
+TABLE2_MODELS = 6  # 3 seeds × 2 splits, one pretraining each (the methods share it)
 
-def training_rate(task, train, batch_size: int, examples: int) -> float:
-    timed = OmegaConf.merge(task, {"pretrain": {"batch_size": batch_size, "examples": examples, "keep": "last"}})
-    model = new_model(task)
+
+def seconds(train_fn, steps: int) -> float:
     start = time.perf_counter()
-    pretrain(model, train, None, timed, seed=0, device="cpu", desc=f"train, batch {batch_size}")
-    return examples / (time.perf_counter() - start)
+    train_fn(steps)
+    return time.perf_counter() - start
 
 
-@torch.no_grad()
-def decoding_rate(task, pairs, batch_size: int, count: int) -> float:
-    decode = GreedyDecoder(new_model(task).eval(), data.EOS_OUT)
-    src, _ = pairs.subset(range(count)).tensors()
+def steady_rate(train_fn, steps: int, examples_per_step: int) -> float:
+    """Examples/s of the steps alone: runs of `steps` and 3·`steps` steps, their difference
+    (setting up the data and the model cancels out)."""
+    return 2 * steps * examples_per_step / (seconds(train_fn, 3 * steps) - seconds(train_fn, steps))
+
+
+def solo_rate(task, train, steps: int, device) -> float:
+    def train_fn(n):
+        pretrain(new_model(task).to(device), train, None, OmegaConf.merge(task, {"pretrain": {"examples": n * task.pretrain.batch_size, "keep": "last"}}),
+                 seed=0, device=device, desc="solo")
+
+    return steady_rate(train_fn, steps, task.pretrain.batch_size)
+
+
+def replica_rate(task, sets, k: int, steps: int, device) -> float:
+    replicas = [Replica(i, sets[i % len(sets)], None, str(i)) for i in range(k)]
+
+    def train_fn(n):
+        settings = OmegaConf.merge(task, {"pretrain": {"examples": n, "keep": "last"}})
+        pretrain_together([new_model(task) for _ in range(k)], replicas, settings, device, desc="replicas")
+
+    return steady_rate(train_fn, steps, k)
+
+
+def validation_seconds(task, vals, device) -> float:
+    """One early-stopping check of TABLE2_MODELS replicas on their validation splits."""
+    stack = ReplicaPaperSeq2Seq([new_model(task) for _ in vals]).to(device).eval()
     start = time.perf_counter()
-    for i in range(0, count, batch_size):
-        decode(src[i : i + batch_size])
-    return count / (time.perf_counter() - start)
+    replica_accuracies(stack, vals, task, device)
+    return time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cell", default="lstm")
-    parser.add_argument("--examples", type=int, default=3000, help="training examples per measurement")
+    parser.add_argument("--replicas", default="2,6,18", help="K values to measure")
+    parser.add_argument("--steps", type=int, default=150, help="optimizer steps per measurement")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--data", help="a SCAN release folder (default: the data folder's, fetched when missing)")
     args = parser.parse_args()
     torch.manual_seed(0)
-    task = compose_config(["task=scan", f"task.cell={args.cell}"]).task
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    task = compose_config(["task=scan", "task/scan/model=paper", "task/scan/pretrain=paper", f"task.cell={args.cell}"]).task
     release = args.data or catalog.ensure("scan", Path(compose_config([]).paths.data), True)
-    train, test = data.load_split(release, task.split)
-    ours = training_rate(task, train, task.pretrain.batch_size, args.examples)
-    paper = training_rate(task, train, 1, max(200, args.examples // 10))
-    dec_ours = decoding_rate(task, test, task.eval_batch, 2048)
-    dec_paper = decoding_rate(task, test, 1, 200)
-    total = task.pretrain.examples
-    print(f"\n| SCAN {args.cell}, {torch.get_num_threads()} threads | ours (batch {task.pretrain.batch_size} / {task.eval_batch}) | one example per step | ratio |")
-    print("|---|---|---|---|")
-    print(f"| training examples/s | {ours:.0f} | {paper:.1f} | {ours / paper:.1f}× |")
-    print(f"| {total // 1000}k examples would take | {total / ours / 60:.1f} min | {total / paper / 60:.1f} min | |")
-    print(f"| decoded sequences/s | {dec_ours:.0f} | {dec_paper:.1f} | {dec_ours / dec_paper:.1f}× |")
+    sets, vals = [], []
+    for split in ("add_jump", "around_right"):
+        train, _ = data.load_split(release, split)
+        for seed in range(3):
+            held_in, val = data.hold_out(train, task.pretrain.val_fraction, seed)
+            sets.append(held_in)
+            vals.append(val)
+    solo_before = solo_rate(task, sets[0], args.steps, device)
+    rates = {k: replica_rate(task, sets, k, args.steps, device) for k in map(int, args.replicas.split(","))}
+    solo_after = solo_rate(task, sets[0], args.steps, device)
+    solo = (solo_before + solo_after) / 2
+    ours = OmegaConf.merge(task, {"pretrain": {"batch_size": 32}})
+    minibatch = solo_rate(ours, sets[0], max(10, args.steps // 10), device)
+    checks = task.pretrain.examples // task.pretrain.val_every
+    check_s = validation_seconds(task, vals, device)
+    total = TABLE2_MODELS * task.pretrain.examples
+    print(f"\n| SCAN {args.cell} paper recipe, {device}, {torch.get_num_threads()} threads | examples/s | vs solo |")
+    print("|---|---|---|")
+    print(f"| solo, one example per step (before / after) | {solo_before:.1f} / {solo_after:.1f} | 1.0× |")
+    for k, rate in rates.items():
+        print(f"| {k} replicas in one pass | {rate:.1f} | {rate / solo:.1f}× |")
+    print(f"| our mini-batch recipe (batch 32, not the paper's) | {minibatch:.0f} | {minibatch / solo:.1f}× |")
+    print(f"\n`make table2` pretrains {TABLE2_MODELS} models × {task.pretrain.examples // 1000}k examples, "
+          f"each checked {checks} times on its validation split:")
+    print(f"- solo, one after another: {total / solo / 60:.0f} min of training steps")
+    if TABLE2_MODELS in rates:
+        print(f"- {TABLE2_MODELS} replicas in one pass: {total / rates[TABLE2_MODELS] / 60:.0f} min of training steps "
+              f"+ {checks} checks × {check_s:.0f} s (all {TABLE2_MODELS} validation splits decoded together)")
+    print("- then the sweep's 24 runs decode their validation and test sets from the cached models")
 
 
 if __name__ == "__main__":

@@ -112,12 +112,13 @@ class FiniteGroup:
                 out[chosen] = self.act_input(g, x[chosen])
         return out
 
-    def orbit(self, x: torch.Tensor) -> torch.Tensor:
-        """All |G| transformed copies stacked on the batch axis: shape (|G|·B, ...)."""
+    def orbit(self, x: torch.Tensor, elements: Sequence[int] | None = None) -> torch.Tensor:
+        """The copies g·x for every g of `elements` (all of the group by default), stacked on the
+        batch axis in that order: shape (len(elements)·B, ...)."""
         if x.ndim == 0 or x.shape[0] == 0:
             raise ValueError(f"{self.name}: expected a non-empty batch, got shape {tuple(x.shape)}")
         self.input_action.check(x)
-        return torch.cat([self.act_input(g, x) for g in self.elements])
+        return torch.cat([self.act_input(g, x) for g in (self.elements if elements is None else elements)])
 
 
 def cyclic_table(n: int) -> torch.Tensor:

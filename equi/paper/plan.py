@@ -2,19 +2,17 @@
 its report and the run-key pins (tests/test_run_keys.py) never keep a second list of them.
 
     commands("fig2", {"SEEDS": "0"})     # the target's commands: sweeps of run.py, checks, benchmarks, figures
-    expand(["task=dqn", "seed=0,1"])     # one override list per run of a sweep
     runs("fig2", {"SEEDS": "0"})         # every run the target composes, once each, in order
 """
 
 from __future__ import annotations
 
-import itertools
 import re
 import shlex
 import subprocess
 from dataclasses import dataclass
 
-from equi.config import REPO_ROOT
+from equi.config import REPO_ROOT, sweep_runs
 
 FIGURE_MODULES = ("equi.report", ".figures")  # commands that draw a target's table or figure from its runs
 
@@ -68,21 +66,11 @@ def commands(target: str, variables: dict[str, str] | None = None) -> list[Comma
     return out
 
 
-def expand(overrides: list[str]) -> list[list[str]]:
-    """One override list per run of the sweep."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    choices = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override()
-               else [o.input_line] for o in parsed]
-    return [list(c) for c in itertools.product(*choices)]
-
-
 def runs(target: str, variables: dict[str, str] | None = None) -> list[list[str]]:
     """Every run the target composes (its prerequisites' included), once each, in make's order."""
     seen, out = set(), []
     for command in commands(target, variables):
-        for run in expand(command.overrides) if command.kind == "run" else ():
+        for run in sweep_runs(command.overrides) if command.kind == "run" else ():
             if tuple(run) not in seen:
                 seen.add(tuple(run))
                 out.append(run)

@@ -216,10 +216,14 @@ def check_batches(task: DictConfig) -> None:
                               f"{distributed.world_size()} processes that share each batch; raise it or run fewer")
 
 
+def release_folder(task: DictConfig, ctx: RunContext) -> Path:
+    """The SCAN release holding the split's files, fetched into the data folder when missing."""
+    return catalog.ensure("scan", ctx.data_dir, ctx.download, tuple(f"scan/{f}" for f in data.split_files(task.split)))
+
+
 def split_paths(task: DictConfig, ctx: RunContext) -> list[Path]:
-    """The split's train and test files, fetched into the data folder when missing."""
-    release = catalog.ensure("scan", ctx.data_dir, ctx.download, tuple(f"scan/{f}" for f in data.split_files(task.split)))
-    return [release / f for f in data.split_files(task.split)]
+    """The split's train and test files."""
+    return [release_folder(task, ctx) / f for f in data.split_files(task.split)]
 
 
 def inputs(cfg: DictConfig, ctx: RunContext) -> dict:
@@ -285,12 +289,17 @@ def accuracy(decode: nn.Module, pairs: data.Pairs, batch: int, device, desc: str
     return training.accuracy(decode, batches, exact, desc, weights=False)[0]
 
 
+def load_pairs(task: DictConfig, ctx: RunContext) -> tuple[data.Pairs, data.Pairs, data.Pairs]:
+    """(train, validation, test): the split's training file less the validation part held out by
+    task.pretrain.split_seed, and its test file."""
+    train_file, test = data.load_split(release_folder(task, ctx), task.split)
+    return (*data.hold_out(train_file, task.pretrain.val_fraction, task.pretrain.split_seed), test)
+
+
 def run(cfg: DictConfig, ctx: RunContext) -> dict:
     task = cfg.task
     group = swap_group(task)
-    release = catalog.ensure("scan", ctx.data_dir, ctx.download, tuple(f"scan/{f}" for f in data.split_files(task.split)))
-    train_file, test = data.load_split(release, task.split)
-    train, val = data.hold_out(train_file, task.pretrain.val_fraction, task.pretrain.split_seed)
+    train, val, test = load_pairs(task, ctx)
     method = cfg.method
     finetuning = finetune_settings(task, method)
     check_batches(task)

@@ -1,0 +1,286 @@
+"""Many pretrainings of the paper's SCAN model in one pass (SCAN_REPLICAS; docs/tasks/scan.md).
+
+A table's models (seeds × splits) share one recipe; ``pretrain_together`` trains K of them as the
+replicas of one ``ReplicaPaperSeq2Seq``. Replica k is the solo run of its seed, step for step:
+its initial weights (``new_model`` after ``torch.manual_seed(seed)``, as a run seeds itself),
+its training and validation split, its examples and teacher-forcing coins (drawn from its own
+generator seeded with its seed, in the solo loop's order), its Adam state (Adam is elementwise,
+so one Adam over the stacked weights is K Adams), its gradient clipping (each replica's
+encoder and decoder norms on their own), its loss and its early stopping (its own
+best-validation checkpoint). What differs from a solo run: the dropout masks (drawn for all
+replicas at once from the global generator, not the solo run's stream) and the order of
+floating-point sums inside the batched matmuls.
+
+    python -m equi.tasks.scan.replicas task=scan task.split=add_jump,around_right seed=0,1,2 …
+
+takes a sweep's overrides (as run.py -m does), finds the pretrained models its runs would train
+(one per split, cell and seed), trains the missing ones together and caches each one where its
+solo run looks for it; the sweep that follows finds them all.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from tqdm import tqdm
+
+from ... import training
+from ...cache import load_cached, save_atomically
+from ...data import scan as data
+from ...errors import ConfigError
+from ...models.seq2seq import PaperSeq2Seq
+from ...models.seq2seq_replicas import ReplicaPaperSeq2Seq
+
+
+@dataclass
+class Replica:
+    """One model of a pass: its run's seed, its training and validation pairs, a name for messages."""
+
+    seed: int
+    train: data.Pairs
+    val: data.Pairs | None
+    name: str
+
+
+def stacked(pairs: list[data.Pairs]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each replica's (commands, targets) padded to common widths: (K, N, S), (K, N, T), and the
+    commands' and targets' unpadded lengths (K, N); N is the largest split (smaller ones never
+    draw past their own size)."""
+    tensors = [p.tensors() for p in pairs]
+    n = max(len(p) for p in pairs)
+    s = max(src.shape[1] for src, _ in tensors)
+    t = max(tgt.shape[1] for _, tgt in tensors)
+    src_all = torch.full((len(pairs), n, s), data.PAD_ID, dtype=torch.long)
+    tgt_all = torch.full((len(pairs), n, t), data.PAD_ID, dtype=torch.long)
+    for k, (src, tgt) in enumerate(tensors):
+        src_all[k, : len(src), : src.shape[1]] = src
+        tgt_all[k, : len(tgt), : tgt.shape[1]] = tgt
+    return src_all, tgt_all, (src_all != data.PAD_ID).sum(-1), (tgt_all != data.PAD_ID).sum(-1)
+
+
+def replica_losses(log_p: torch.Tensor, target: torch.Tensor, loss: str) -> torch.Tensor:
+    """Each replica's loss (K,) from log-probabilities (K, b, T, V) and targets (K, b, T), as the
+    solo recipe computes it over its batch: sum_to_predicted_eos (``runner.loss_to_predicted_eos``,
+    summed to the first predicted <eos>, averaged over the batch) or token_mean (NLL per token)."""
+    if loss == "sum_to_predicted_eos":
+        predicted_eos = (log_p.argmax(-1) == data.EOS_OUT).long()
+        target = target.masked_fill(predicted_eos.cumsum(-1) - predicted_eos > 0, data.PAD_ID)
+    counted = target != data.PAD_ID
+    nll = -log_p.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1) * counted
+    if loss == "sum_to_predicted_eos":
+        return nll.sum((1, 2)) / target.shape[1]
+    return nll.sum((1, 2)) / counted.sum((1, 2))
+
+
+def clip_per_replica(groups: list[list[torch.Tensor]], clip: float) -> None:
+    """Each replica's gradients of each group scaled to norm ≤ clip on their own, exactly as
+    ``nn.utils.clip_grad_norm_`` scales a solo model's."""
+    for params in groups:
+        grads = [p.grad for p in params if p.grad is not None]
+        norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads])  # (P, K)
+        scale = (clip / (torch.linalg.vector_norm(norms, dim=0) + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(scale.view(-1, *([1] * (g.ndim - 1))))
+
+
+def clip_groups(model: ReplicaPaperSeq2Seq, scope: str) -> list[list[nn.Parameter]]:
+    """The stacked parameters clipped as one, as ``runner.clip_groups`` groups a solo model's."""
+    from .runner import ENCODER_PARTS
+
+    named = [(name, model.weight(name)) for name in model.names]
+    if scope == "model":
+        return [[p for _, p in named]]
+    return [[p for name, p in named if name.startswith(ENCODER_PARTS) == part] for part in (True, False)]
+
+
+def pretrain_together(models: list[PaperSeq2Seq], replicas: list[Replica], task: DictConfig, device,
+                      validate=None, desc: str = "pretrain replicas") -> list[dict | None]:
+    """Train `models` (one per replica, freshly initialised) with task.pretrain's recipe in one
+    pass; afterwards each holds its trained weights (keep=last) or its best-validation
+    checkpoint (keep=best_val), and its kept record is returned (None for keep=last).
+    validate(stack) → each replica's validation accuracy (default: greedy exact match on its own
+    validation pairs, as the solo run checks)."""
+    settings = task.pretrain
+    if settings.get("weight_decay", 0.0):
+        raise ConfigError("replica pretraining has no weight decay (no pretraining recipe uses one)")
+    k = len(replicas)
+    stack = ReplicaPaperSeq2Seq(models).to(device)
+    src_all, tgt_all, src_len, tgt_len = (t.to(device) for t in stacked([r.train for r in replicas]))
+    sizes = [len(r.train) for r in replicas]
+    generators = [torch.Generator().manual_seed(r.seed) for r in replicas]
+    rows = torch.arange(k, device=device).unsqueeze(1)
+    opt = torch.optim.Adam(stack.parameters(), lr=settings.lr, fused=True)  # one kernel over K·|θ|
+    steps = -(-settings.examples // settings.batch_size)
+    decay = training.schedule(opt, settings.schedule, steps, settings.lr)
+    groups = clip_groups(stack, settings.get("clip_scope", "model"))
+    validate = validate or (lambda net: replica_accuracies(net, [r.val for r in replicas], task, device))
+    best = [{"val_accuracy": -1.0} for _ in replicas]
+
+    def check(seen: int) -> None:
+        stack.eval()
+        for i, score in enumerate(validate(stack)):
+            if score > best[i]["val_accuracy"]:
+                best[i].update(val_accuracy=score, examples=seen, state=stack.state_dict_of(i))
+        stack.train()
+
+    stack.train()
+    progress = tqdm(range(steps), desc=f"{desc} ×{k}", unit="step", mininterval=0.5)
+    for step in progress:
+        draws = [(torch.randint(n, (settings.batch_size,), generator=g), torch.rand((), generator=g).item())
+                 for n, g in zip(sizes, generators)]
+        idx = torch.stack([i for i, _ in draws]).to(device)
+        forced = torch.tensor([coin < settings.teacher_forcing for _, coin in draws], device=device)
+        width_in, width_out = int(src_len[rows, idx].max()), int(tgt_len[rows, idx].max())
+        src, tgt = src_all[rows, idx, :width_in], tgt_all[rows, idx, :width_out]
+        losses = replica_losses(stack(src, tgt, forced).float().log_softmax(-1), tgt, settings.loss)
+        opt.zero_grad()
+        losses.sum().backward()  # replica k's loss reaches replica k's weights only
+        stack.add_deferred_grads()
+        clip_per_replica(groups, settings.clip)
+        opt.step()
+        if decay is not None:
+            decay.step()
+        if step % 50 == 0:
+            progress.set_postfix(loss=f"{losses.mean().item():.4f}")
+        seen = (step + 1) * settings.batch_size
+        if settings.keep == "best_val" and (step + 1 == steps or seen // settings.val_every > step * settings.batch_size // settings.val_every):
+            check(min(seen, settings.examples))
+    for i, (model, record) in enumerate(zip(models, best)):
+        model.load_state_dict(record.pop("state") if settings.keep == "best_val" else stack.state_dict_of(i))
+        model.eval()
+    return best if settings.keep == "best_val" else [None] * k
+
+
+def replica_accuracies(stack: ReplicaPaperSeq2Seq, pairs: list[data.Pairs], task: DictConfig, device) -> list[float]:
+    """Each replica's exact-match accuracy (%) of greedy decoding on its own pairs, all replicas
+    decoded together (the solo run's check, ``runner.accuracy``, one model at a time)."""
+    src_all, _, _, _ = stacked(pairs)
+    right = [0] * len(pairs)
+    for start in range(0, src_all.shape[1], task.eval_batch):
+        src = src_all[:, start : start + task.eval_batch]
+        width = int((src != data.PAD_ID).sum(-1).max())
+        tokens = stack.greedy(src[:, :, :width].to(device), data.EOS_OUT, task.max_len).cpu()
+        for k, p in enumerate(pairs):
+            for i in range(start, min(start + task.eval_batch, len(p))):
+                right[k] += data.decode(tokens[k, i - start]) == p.actions[i]
+    return [100.0 * r / len(p) for r, p in zip(right, pairs)]
+
+
+def pass_key(task: DictConfig) -> str:
+    """Models train in one pass when everything but their split and seed is the same."""
+    shared = OmegaConf.masked_copy(task, ["architecture", "cell", "hidden", "dropout", "max_len", "eval_batch", "pretrain"])
+    shared.pretrain.pop("split_seed", None)
+    return json.dumps(OmegaConf.to_container(shared, resolve=True), sort_keys=True)
+
+
+@dataclass
+class Pending:
+    """A pretrained model a sweep's runs would train: where it is cached, and its run's config."""
+
+    path: object
+    cfg: DictConfig
+    ctx: object
+
+
+def pending_models(overrides: list[str]) -> tuple[list[Pending], int]:
+    """The paper-model pretrainings the sweep's runs need that are not cached yet (one per split,
+    cell and seed, whatever the method), and how many models the sweep needs in all."""
+    from ...config import check_cli, compose_config, sweep_runs, with_typed_over_fast
+    from ...experiment import effective_config
+    from ..context import context
+    from .runner import checkpoint_file, split_paths
+
+    problem = check_cli(overrides)
+    if problem:
+        raise ConfigError(problem)
+    found: dict[str, Pending] = {}
+    for run in sweep_runs(overrides):
+        cfg = effective_config(with_typed_over_fast(compose_config(run), run))
+        task = cfg.task
+        if task.name != "scan" or task.architecture != "seq2seq_paper":
+            continue
+        ctx = context(cfg, run_dir=None)
+        path = checkpoint_file(task, cfg.seed, ctx.cache_dir, ctx.fingerprints.file(split_paths(task, ctx)[0]))
+        found.setdefault(str(path), Pending(path, cfg, ctx))
+    missing = [p for p in found.values() if not cached(p)]
+    return missing, len(found)
+
+
+def cached(model: Pending) -> bool:
+    state = load_cached(model.path, lambda p: p.stat().st_size)
+    kept = model.path.with_suffix(".json")
+    return state is not None and (model.cfg.task.pretrain.keep == "last" or load_cached(kept, lambda p: json.loads(p.read_text())) is not None)
+
+
+def train_pass(models: list[Pending], device) -> None:
+    """Pretrain `models` (one recipe) as the replicas of one pass and cache each where its solo run
+    looks for it, with its kept record: its best-validation examples and accuracy (keep=best_val)
+    and that it was replica r of K (results.json shows them as pretrain_kept_*)."""
+    from ...experiment import seed_everything
+    from .runner import load_pairs, new_model
+
+    nets, replicas = [], []
+    for m in models:
+        task, seed = m.cfg.task, m.cfg.seed
+        train, val, _ = load_pairs(task, m.ctx)
+        seed_everything(seed)  # as the solo run seeds itself before building its model
+        nets.append(new_model(task).to(device))
+        replicas.append(Replica(seed, train, val, f"{task.cell} {task.split} seed {seed}"))
+    task = models[0].cfg.task
+    print(f"pretraining {len(models)} {task.cell} models together: " + ", ".join(r.name for r in replicas), flush=True)
+    kept = pretrain_together(nets, replicas, task, device, desc=f"pretrain {task.cell}")
+    for r, (m, net, record) in enumerate(zip(models, nets, kept)):
+        record = {**(record or {}), "replica": r, "replicas": len(models)}
+        save_atomically(m.path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(record)))
+        save_atomically(m.path, lambda tmp: torch.save(net.state_dict(), tmp))
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from ... import hardware
+    from ...errors import UserError
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--replicas", default="auto",
+                        help="models per pass: auto (every missing model of a recipe; at most 32) or a number "
+                             "(1: none, the sweep's runs train their own)")
+    parser.add_argument("overrides", nargs="*", help="a run.py sweep's overrides (task=scan task.split=… seed=…)")
+    args = parser.parse_args(argv)
+    try:
+        if args.replicas != "auto" and not (args.replicas.isdigit() and int(args.replicas) >= 1):
+            raise ConfigError(f"--replicas={args.replicas}: give auto or a number ≥ 1")
+        per_pass = 32 if args.replicas == "auto" else int(args.replicas)
+        missing, total = pending_models(args.overrides)
+        if per_pass == 1 or not missing:
+            print(f"replica pretraining: {total - len(missing)} of {total} models cached"
+                  + ("" if not missing else f"; the sweep trains the other {len(missing)} one by one"))
+            return 0
+        device = hardware.configure(missing[0].cfg.hardware)
+        groups: dict[str, list[Pending]] = {}
+        for m in missing:
+            groups.setdefault(pass_key(m.cfg.task), []).append(m)
+        start = time.perf_counter()
+        for group in groups.values():
+            for i in range(0, len(group), per_pass):
+                train_pass(group[i : i + per_pass], device)
+        print(f"replica pretraining: {len(missing)} models trained in {time.perf_counter() - start:.0f} s, "
+              f"{total - len(missing)} were cached")
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the pass in progress is lost, passes already done are cached; rerun to go on",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
