@@ -100,7 +100,7 @@ def main() -> None:
     print(f"| solo, one example per step (before / after) | {solo_before:.1f} / {solo_after:.1f} | 1.0× |")
     for k, rate in rates.items():
         print(f"| {k} replicas in one pass | {rate:.1f} | {rate / solo:.1f}× |")
-    print(f"| our mini-batch recipe (batch 32, not the paper's) | {minibatch:.0f} | {minibatch / solo:.1f}× |")
+    print(f"| the same model in batches of 32 (our recipe's batch; not the paper's recipe) | {minibatch:.0f} | {minibatch / solo:.1f}× |")
     print(f"\n`make table2` pretrains {TABLE2_MODELS} models × {task.pretrain.examples // 1000}k examples, "
           f"each checked {checks} times on its validation split:")
     print(f"- solo, one after another: {total / solo / 60:.0f} min of training steps")
