@@ -78,7 +78,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     task = compose_config(["task=scan", "task/scan/model=paper", "task/scan/pretrain=paper", f"task.cell={args.cell}"]).task
-    release = args.data or catalog.ensure("scan", Path(compose_config([]).paths.data), True)
+    defaults = compose_config([])
+    release = args.data or catalog.ensure("scan", Path(defaults.paths.data), bool(defaults.download))
     sets, vals = [], []
     for split in ("add_jump", "around_right"):
         train, _ = data.load_split(release, split)

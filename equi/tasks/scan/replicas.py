@@ -9,7 +9,8 @@ so one Adam over the stacked weights is K Adams), its gradient clipping (each re
 encoder and decoder norms on their own), its loss and its early stopping (its own
 best-validation checkpoint). What differs from a solo run: the dropout masks (drawn for all
 replicas at once from the global generator, not the solo run's stream) and the order of
-floating-point sums inside the batched matmuls.
+floating-point sums inside the batched matmuls. Passes train in fp32 (the CPU's precision); runs
+under hardware.precision=bf16|fp16 train their own, under autocast.
 
     python -m equi.tasks.scan.replicas task=scan task.split=add_jump,around_right seed=0,1,2 …
 
@@ -115,7 +116,7 @@ def pretrain_together(models: list[PaperSeq2Seq], replicas: list[Replica], task:
     sizes = [len(r.train) for r in replicas]
     generators = [torch.Generator().manual_seed(r.seed) for r in replicas]
     rows = torch.arange(k, device=device).unsqueeze(1)
-    opt = torch.optim.Adam(stack.parameters(), lr=settings.lr, fused=True)  # one kernel over K·|θ|
+    opt = torch.optim.Adam(stack.parameters(), lr=settings.lr, fused=True)  # one kernel over K·|θ| (torch ≥ 2.4)
     steps = -(-settings.examples // settings.batch_size)
     decay = training.schedule(opt, settings.schedule, steps, settings.lr)
     groups = clip_groups(stack, settings.get("clip_scope", "model"))
@@ -161,6 +162,7 @@ def replica_accuracies(stack: ReplicaPaperSeq2Seq, pairs: list[data.Pairs], task
     """Each replica's exact-match accuracy (%) of greedy decoding on its own pairs, all replicas
     decoded together (the solo run's check, ``runner.accuracy``, one model at a time)."""
     src_all, _, _, _ = stacked(pairs)
+    src_all[:, :, 0].masked_fill_(src_all[:, :, 0] == data.PAD_ID, data.EOS_IN)  # a smaller split's filler rows: one word
     right = [0] * len(pairs)
     for start in range(0, src_all.shape[1], task.eval_batch):
         src = src_all[:, start : start + task.eval_batch]
@@ -172,11 +174,12 @@ def replica_accuracies(stack: ReplicaPaperSeq2Seq, pairs: list[data.Pairs], task
     return [100.0 * r / len(p) for r, p in zip(right, pairs)]
 
 
-def pass_key(task: DictConfig) -> str:
-    """Models train in one pass when everything but their split and seed is the same."""
-    shared = OmegaConf.masked_copy(task, ["architecture", "cell", "hidden", "dropout", "max_len", "eval_batch", "pretrain"])
+def pass_key(cfg: DictConfig) -> str:
+    """Models train in one pass when everything but their split and seed is the same (hardware too)."""
+    shared = OmegaConf.masked_copy(cfg.task, ["architecture", "cell", "hidden", "dropout", "max_len", "eval_batch", "pretrain"])
     shared.pretrain.pop("split_seed", None)
-    return json.dumps(OmegaConf.to_container(shared, resolve=True), sort_keys=True)
+    return json.dumps([OmegaConf.to_container(shared, resolve=True), OmegaConf.to_container(cfg.hardware, resolve=True)],
+                      sort_keys=True)
 
 
 @dataclass
@@ -213,7 +216,7 @@ def pending_models(overrides: list[str]) -> tuple[list[Pending], int]:
 
 
 def cached(model: Pending) -> bool:
-    state = load_cached(model.path, lambda p: p.stat().st_size)
+    state = load_cached(model.path, lambda p: torch.load(p, map_location="cpu"))
     kept = model.path.with_suffix(".json")
     return state is not None and (model.cfg.task.pretrain.keep == "last" or load_cached(kept, lambda p: json.loads(p.read_text())) is not None)
 
@@ -258,20 +261,26 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--replicas={args.replicas}: give auto or a number ≥ 1")
         per_pass = 32 if args.replicas == "auto" else int(args.replicas)
         missing, total = pending_models(args.overrides)
+        cached_count = total - len(missing)
+        mixed = [m for m in missing if m.cfg.hardware.precision != "fp32"]
+        if mixed:  # a solo run trains under autocast; the replicas' deferred gradients are fp32 only
+            print(f"replica pretraining: hardware.precision={mixed[0].cfg.hardware.precision}: passes train in fp32 "
+                  f"only, so those {len(mixed)} runs train their own (hardware.precision=fp32 trains them together)")
+            missing = [m for m in missing if m.cfg.hardware.precision == "fp32"]
         if per_pass == 1 or not missing:
-            print(f"replica pretraining: {total - len(missing)} of {total} models cached"
-                  + ("" if not missing else f"; the sweep trains the other {len(missing)} one by one"))
+            print(f"replica pretraining: {cached_count} of {total} models cached"
+                  + ("" if per_pass > 1 or not missing else f"; the sweep trains the other {len(missing)} one by one"))
             return 0
-        device = hardware.configure(missing[0].cfg.hardware)
         groups: dict[str, list[Pending]] = {}
         for m in missing:
-            groups.setdefault(pass_key(m.cfg.task), []).append(m)
+            groups.setdefault(pass_key(m.cfg), []).append(m)
         start = time.perf_counter()
         for group in groups.values():
+            device = hardware.configure(group[0].cfg.hardware)
             for i in range(0, len(group), per_pass):
                 train_pass(group[i : i + per_pass], device)
         print(f"replica pretraining: {len(missing)} models trained in {time.perf_counter() - start:.0f} s, "
-              f"{total - len(missing)} were cached")
+              f"{cached_count} were cached")
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
