@@ -13,7 +13,7 @@ from equi.experiment import execute
 from equi.models.seq2seq_replicas import ReplicaPaperSeq2Seq
 from equi.sequence import GreedyDecoder
 from equi.tasks.scan import replicas as rep
-from equi.tasks.scan.runner import clip_groups, loss_to_predicted_eos, new_model, pretrain
+from equi.tasks.scan.runner import clip_groups, clip_groups_of, loss_to_predicted_eos, new_model, pretrain
 
 PAPER = ["task=scan", "task/scan/model=paper", "task/scan/pretrain=paper"]
 
@@ -76,7 +76,7 @@ def test_replica_gradients_are_the_solo_gradients(fixture_data, cell):
     losses = rep.replica_losses(stack(src, tgt, forced).log_softmax(-1), tgt, "sum_to_predicted_eos")
     losses.sum().backward()
     stack.add_deferred_grads()
-    rep.clip_per_replica(rep.clip_groups(stack, "encoder_decoder"), 0.5)
+    rep.clip_per_replica(clip_groups_of(stack.named_weights(), "encoder_decoder"), 0.5)
     for k, model in enumerate(models):
         s, t = pairs[k]
         loss = loss_to_predicted_eos(model(s, t, bool(forced[k])).log_softmax(-1), t)

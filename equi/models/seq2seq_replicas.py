@@ -84,6 +84,10 @@ class ReplicaPaperSeq2Seq(nn.Module):
     def weight(self, name: str) -> torch.Tensor:
         return self.params[_sanitise(name)]
 
+    def named_weights(self) -> list[tuple[str, nn.Parameter]]:
+        """The stacked parameters under a ``PaperSeq2Seq``'s names."""
+        return [(name, self.weight(name)) for name in self.names]
+
     def state_dict_of(self, replica: int) -> dict[str, torch.Tensor]:
         """Replica `replica`'s weights as a ``PaperSeq2Seq`` state dict (copies)."""
         return {name: self.weight(name)[replica].detach().clone() for name in self.names}

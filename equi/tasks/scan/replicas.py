@@ -28,7 +28,6 @@ from dataclasses import dataclass
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 from tqdm import tqdm
 
 from ... import training
@@ -37,6 +36,7 @@ from ...data import scan as data
 from ...errors import ConfigError
 from ...models.seq2seq import PaperSeq2Seq
 from ...models.seq2seq_replicas import ReplicaPaperSeq2Seq
+from .runner import checkpoint_file, clip_groups_of, load_pairs, new_model, split_paths, up_to_predicted_eos
 
 
 @dataclass
@@ -70,8 +70,7 @@ def replica_losses(log_p: torch.Tensor, target: torch.Tensor, loss: str) -> torc
     solo recipe computes it over its batch: sum_to_predicted_eos (``runner.loss_to_predicted_eos``,
     summed to the first predicted <eos>, averaged over the batch) or token_mean (NLL per token)."""
     if loss == "sum_to_predicted_eos":
-        predicted_eos = (log_p.argmax(-1) == data.EOS_OUT).long()
-        target = target.masked_fill(predicted_eos.cumsum(-1) - predicted_eos > 0, data.PAD_ID)
+        target = up_to_predicted_eos(log_p, target)
     counted = target != data.PAD_ID
     nll = -log_p.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1) * counted
     if loss == "sum_to_predicted_eos":
@@ -88,16 +87,6 @@ def clip_per_replica(groups: list[list[torch.Tensor]], clip: float) -> None:
         scale = (clip / (torch.linalg.vector_norm(norms, dim=0) + 1e-6)).clamp(max=1.0)
         for g in grads:
             g.mul_(scale.view(-1, *([1] * (g.ndim - 1))))
-
-
-def clip_groups(model: ReplicaPaperSeq2Seq, scope: str) -> list[list[nn.Parameter]]:
-    """The stacked parameters clipped as one, as ``runner.clip_groups`` groups a solo model's."""
-    from .runner import ENCODER_PARTS
-
-    named = [(name, model.weight(name)) for name in model.names]
-    if scope == "model":
-        return [[p for _, p in named]]
-    return [[p for name, p in named if name.startswith(ENCODER_PARTS) == part] for part in (True, False)]
 
 
 def pretrain_together(models: list[PaperSeq2Seq], replicas: list[Replica], task: DictConfig, device,
@@ -119,7 +108,7 @@ def pretrain_together(models: list[PaperSeq2Seq], replicas: list[Replica], task:
     opt = torch.optim.Adam(stack.parameters(), lr=settings.lr, fused=True)  # one kernel over K·|θ| (torch ≥ 2.4)
     steps = -(-settings.examples // settings.batch_size)
     decay = training.schedule(opt, settings.schedule, steps, settings.lr)
-    groups = clip_groups(stack, settings.get("clip_scope", "model"))
+    groups = clip_groups_of(stack.named_weights(), settings.get("clip_scope", "model"))
     validate = validate or (lambda net: replica_accuracies(net, [r.val for r in replicas], task, device))
     best = [{"val_accuracy": -1.0} for _ in replicas]
 
@@ -197,7 +186,6 @@ def pending_models(overrides: list[str]) -> tuple[list[Pending], int]:
     from ...config import check_cli, compose_config, sweep_runs, with_typed_over_fast
     from ...experiment import effective_config
     from ..context import context
-    from .runner import checkpoint_file, split_paths
 
     problem = check_cli(overrides)
     if problem:
@@ -226,7 +214,6 @@ def train_pass(models: list[Pending], device) -> None:
     looks for it, with its kept record: its best-validation examples and accuracy (keep=best_val)
     and that it was replica r of K (results.json shows them as pretrain_kept_*)."""
     from ...experiment import seed_everything
-    from .runner import load_pairs, new_model
 
     nets, replicas = [], []
     for m in models:

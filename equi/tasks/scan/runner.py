@@ -59,7 +59,12 @@ ENCODER_PARTS = ("embed_in.", "encoder.")  # the paper scripts' EncoderRNN: the 
 def clip_groups(model: nn.Module, scope: str) -> list[list[nn.Parameter]]:
     """The parameters whose gradient norm is clipped as one: the whole model, or (encoder_decoder,
     as the paper's scripts clip) the encoder and the decoder, each on its own."""
-    named = list(model.named_parameters())
+    return clip_groups_of(model.named_parameters(), scope)
+
+
+def clip_groups_of(named_parameters, scope: str) -> list[list[nn.Parameter]]:
+    """clip_groups over (name, parameter) pairs named as a solo model's (replicas stack them)."""
+    named = list(named_parameters)
     if scope == "model":
         return [[p for _, p in named]]
     return [[p for name, p in named if name.startswith(ENCODER_PARTS) == part] for part in (True, False)]
@@ -165,12 +170,17 @@ def loss_to_predicted_eos(log_p: torch.Tensor, target: torch.Tensor) -> torch.Te
     """The paper's finetuning loss (finetune.loss=sum_to_predicted_eos): each target's NLL summed
     over its steps up to and including the first whose argmax is <eos> (its loop breaks there),
     averaged over the batch."""
-    predicted_eos = (log_p.argmax(-1) == data.EOS_OUT).long()
-    after = predicted_eos.cumsum(1) - predicted_eos > 0  # an <eos> was predicted at an earlier step
-    target = target.masked_fill(after, data.PAD_ID)
+    target = up_to_predicted_eos(log_p, target)
     nll = nn.functional.nll_loss(log_p.reshape(-1, log_p.shape[-1]), target.reshape(-1), ignore_index=data.PAD_ID,
                                  reduction="sum")
     return nll / len(target)
+
+
+def up_to_predicted_eos(log_p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """target (…, T) with the steps after the first whose argmax is <eos> set to padding."""
+    predicted_eos = (log_p.argmax(-1) == data.EOS_OUT).long()
+    after = predicted_eos.cumsum(-1) - predicted_eos > 0  # an <eos> was predicted at an earlier step
+    return target.masked_fill(after, data.PAD_ID)
 
 
 def train_through(method: DictConfig, model: Seq2Seq, group: VocabularyGroup, train: data.Pairs, task: DictConfig,
