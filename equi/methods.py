@@ -90,11 +90,13 @@ def wrap(
     lambda_net: nn.Module | None = None,
     weighting: Weighting | None = None,
     lambda_reads: nn.Module | None = None,
+    model_returns_features: bool = False,
 ) -> nn.Module:
     """The model made equivariant by ``method``; vanilla returns it unchanged. ``lambda_net``: the
     task's own λ scorer (features → 1), where the task follows a λ-network of another shape.
     ``weighting``: one made (and trained) before, to use instead of a new one. ``lambda_reads``:
-    what λ reads of each view when not the view itself (a frozen encoder's summary)."""
+    what λ reads of each view when not the view itself (a frozen encoder's summary).
+    ``model_returns_features``: the model returns (outputs, what λ reads), see EquivariantWrapper."""
     if not method_of(method).symmetrises:
         return nn.Sequential(encoder, model) if encoder is not None else model
     if weighting is None:
@@ -107,4 +109,5 @@ def wrap(
         return CanonicalLambda(model, canonicalizer, method.extra_rotations, weighting, invariant=invariant)
     if group is None:
         raise ConfigError(f"method {method.name} needs a finite group from the task")
-    return EquivariantWrapper(model, group, weighting, invariant=invariant, encoder=encoder)
+    return EquivariantWrapper(model, group, weighting, invariant=invariant, encoder=encoder,
+                              model_returns_features=model_returns_features)

@@ -66,6 +66,9 @@ class EquivariantWrapper(nn.Module):
     encoder: optional; then M = model ∘ encoder and the weighting sees the encoder's
     features of each view, so one encoder pass feeds both (CLIP's λ-network, a CNN's
     frozen backbone).
+    model_returns_features: the model returns (outputs, what the weighting sees of each view),
+    for a model whose encoding is not what it passes on (a greedy decoder's command summary
+    beside its decoder state), so that λ reads it from the same pass; no encoder then.
     max_views_per_pass: the |G|·B stacked views go through encoder and model in passes of at
     most this many, so a pass's activations are bounded whatever |G| and B. Outputs are the
     same as in one pass for models that treat each sample on its own (not BatchNorm in training
@@ -89,8 +92,11 @@ class EquivariantWrapper(nn.Module):
         max_views_per_pass: int | None = None,
         recompute_passes: bool = False,
         sampling: SampledViews | None = None,
+        model_returns_features: bool = False,
     ):
         super().__init__()
+        if encoder is not None and model_returns_features:
+            raise ValueError("the weighting sees the encoder's features or the model's, not both")
         if max_views_per_pass is not None and max_views_per_pass < 1:
             raise ValueError(f"max_views_per_pass must be at least 1, got {max_views_per_pass}")
         if sampling is not None and weighting is not None and not isinstance(weighting, Uniform):
@@ -104,6 +110,7 @@ class EquivariantWrapper(nn.Module):
         self.max_views_per_pass = max_views_per_pass
         self.recompute_passes = recompute_passes
         self.sampling = sampling
+        self.model_returns_features = model_returns_features
 
     def views(self, x: torch.Tensor, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
         """g⁻¹·M(g·x) for every g averaged over, shape (|G|, B, …), and what λ sees of each view."""
@@ -121,16 +128,19 @@ class EquivariantWrapper(nn.Module):
         y = concatenated([out for out, _ in passes])
         if y.shape[0] != n * batch:
             raise ValueError(f"model returned a batch of {y.shape[0]} for {n}×{batch} transformed inputs")
-        features = stacked if self.encoder is None else concatenated([f for _, f in passes])
+        features_are_inputs = self.encoder is None and not self.model_returns_features
+        features = stacked if features_are_inputs else concatenated([f for _, f in passes])
         return self.pull_back(y, elements), features.reshape(n, batch, *features.shape[1:])
 
     def one_pass(self, inputs: torch.Tensor, kwargs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(M's outputs, the encoder's features) for a slice of the stacked views."""
+        """(M's outputs, what the weighting sees) for a slice of the stacked views."""
         if self.recompute_passes and torch.is_grad_enabled():
             return checkpoint(self.encode_and_predict, inputs, kwargs, use_reentrant=False)
         return self.encode_and_predict(inputs, kwargs)
 
     def encode_and_predict(self, inputs: torch.Tensor, kwargs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.model_returns_features:
+            return self.model(inputs, **kwargs)
         features = self.encoder(inputs, **kwargs) if self.encoder is not None else inputs
         return self.model(features, **kwargs), features
 
@@ -142,15 +152,19 @@ class EquivariantWrapper(nn.Module):
         if self.invariant:
             return y
         self.group.output_action.check(y[0])
-        return torch.stack([self.group.act_output(self.group.inverse(g), y[i]) for i, g in enumerate(elements)])
+        return self.group.act_output_stacked([self.group.inverse(g) for g in elements], y)
 
-    def aggregate(self, views: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def aggregate(self, views: torch.Tensor, features: torch.Tensor,
+                  weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Weighted average over the group axis; returns (output, normalised weights (|G|, B), or
-        (|G|, B, …) when the weighting gives each output coordinate its own, as R-EquiLM's does)."""
-        weights = self.weighting(views, features)
+        (|G|, B, …) when the weighting gives each output coordinate its own, as R-EquiLM's does).
+        ``weights``: the weighting's, computed before (unnormalised); the weighting is not called."""
+        weights = self.weighting(views, features) if weights is None else weights
         weights = weights / weights.sum(0, keepdim=True)
-        expand = weights.reshape(*weights.shape, *([1] * (views.ndim - weights.ndim)))
-        out = (expand * views).sum(0)
+        if weights.ndim == 2 and views.ndim > 2:
+            out = weighted_sum(weights, views)
+        else:
+            out = (weights.reshape(*weights.shape, *([1] * (views.ndim - weights.ndim))) * views).sum(0)
         if self.weighting.straight_through and views.requires_grad:
             # only where gradients flow: in float32, mean + (out − mean) loses out's small
             # entries next to large ones (a decoder's −1e9 log-probabilities, say)
@@ -171,6 +185,18 @@ class EquivariantWrapper(nn.Module):
 
         wrapped = (lambda inputs: self(inputs, **kwargs)) if kwargs else self
         return check_equivariance(wrapped, x, group_pairs(self.group, self.invariant), atol)
+
+
+def weighted_sum(weights: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+    """Σ_g weights[g, b]·views[g, b, …] as one batched matmul over the group axis, (B, 1, |G|) @
+    (B, |G|, …): no (|G|, B, …) product in memory. In the dtype weights · views would have (autocast
+    off, which would lower it), so the result is that product's sum to rounding."""
+    order, batch = weights.shape
+    dtype = torch.promote_types(weights.dtype, views.dtype)
+    flat = views.reshape(order, batch, -1).to(dtype)  # no copy for contiguous views already in that dtype
+    with torch.autocast(views.device.type, enabled=False):
+        out = torch.bmm(weights.to(dtype).t().unsqueeze(1), flat.transpose(0, 1))
+    return out.reshape(views.shape[1:])
 
 
 def outputs_collecting_weights(net: nn.Module, x: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:

@@ -44,17 +44,21 @@ class GreedyDecoder(nn.Module):
     whole sequences compare position by position (equizero's proxy skips them); "zeros",
     all-zero rows, so that an ended view stops voting in an average of log-probabilities
     (the paper's EquiLSTM).
+    ``with_summary``: return (log-probabilities, the encoder's (B, D) command summary), for the
+    operator's ``model_returns_features``: per-view λ reads the summary of this same encoder pass.
     """
 
-    def __init__(self, model: nn.Module, eos_id: int, pad_id: int = 0, max_len: int = 50, *, ended: str = "pad"):
+    def __init__(self, model: nn.Module, eos_id: int, pad_id: int = 0, max_len: int = 50, *, ended: str = "pad",
+                 with_summary: bool = False):
         super().__init__()
         if ended not in ("pad", "zeros"):
             raise ValueError(f"ended must be pad or zeros, got {ended!r}")
         self.model, self.eos_id, self.pad_id, self.max_len, self.ended = model, eos_id, pad_id, max_len, ended
+        self.with_summary = with_summary
 
-    def forward(self, src: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+    def forward(self, src: torch.Tensor, steps: int | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """``steps``: decode at most this many (max_len by default)."""
-        state, _ = self.model.start(src)
+        state, summary = self.model.start(src)
         prev = torch.full((src.shape[0],), self.model.sos_id, dtype=torch.long, device=src.device)
         done = torch.zeros_like(prev, dtype=torch.bool)
         rows = []
@@ -70,13 +74,16 @@ class GreedyDecoder(nn.Module):
             done = done | (prev == self.eos_id)
             if done.all():
                 break
-        return torch.stack(rows, dim=1)
+        log_p = torch.stack(rows, dim=1)
+        # detached as CommandSummary's: no gradient flows into the model through λ
+        return (log_p, summary.detach()) if self.with_summary else log_p
 
 
 class StepwiseEquivariantDecoder(nn.Module):
     """Decoding with p_t = Σ_g λ(g·x) g⁻¹·p(· | g·x, g·y_<t) / Σ_g λ(g·x) at every step.
 
-    λ sees the encoder summary of each view (fixed over the steps). ``average``: "probs" averages
+    λ sees the encoder summary of each view (fixed over the steps: a λ-network weighs the views
+    once per decode). ``average``: "probs" averages
     the views' next-token distributions (SCAN); "logits" their logits, EquiLM's definition.
     ``choose(log_p, t)`` picks token t from the averaged log-probabilities (greedy by default;
     a sampler for language models); view g is fed g·token. A sequence ends at any of
@@ -93,33 +100,55 @@ class StepwiseEquivariantDecoder(nn.Module):
         self.operator = EquivariantWrapper(model, group, weighting)  # for pull_back and aggregate
         self.eos_id, self.pad_id, self.max_len, self.average = eos_id, pad_id, max_len, average
         self.choose = choose or (lambda log_p, t: log_p.argmax(-1))
-        self.stop_ids = torch.tensor(sorted({eos_id, *stop_ids}))
+        # buffers, so that .to(device) moves them once; not saved (they follow from the arguments)
+        self.register_buffer("stop_ids", torch.tensor(sorted({eos_id, *stop_ids})), persistent=False)
+        self.register_buffer("output_id_perms", group.output_ids.perms, persistent=False)  # row g: id → g·id
 
     def forward(self, src: torch.Tensor) -> torch.Tensor:
         return self.generate(src)[0]
 
-    def generate(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(averaged log-probabilities (B, T, V), the chosen tokens (B, T))."""
+    def generate(self, src: torch.Tensor, keep_scores: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(averaged log-probabilities (B, T, V), the chosen tokens (B, T)); (None, tokens) without
+        ``keep_scores``, for callers that read only the tokens: over a language model's vocabulary
+        the (B, T, V) would be most of what decoding holds."""
         batch = src.shape[0]
+        stop_ids, id_perms = self.stop_ids.to(src.device), self.output_id_perms.to(src.device)  # no-ops once moved
         state, summary = self.model.start(self.group.orbit(src))
         features = summary.reshape(self.group.order, batch, -1)
+        weighting = self.operator.weighting
+        weights = None if weighting.reads_outputs else weighting(None, features)  # λ: the same at every step
         prev = torch.full((self.group.order * batch,), self.model.sos_id, dtype=torch.long, device=src.device)
         done = torch.zeros(batch, dtype=torch.bool, device=src.device)
+        ended = 0  # how many sequences are done, read once per step
         steps, tokens = [], []
         for t in range(self.max_len):
-            logits, state = self.model.step(prev, state)
-            scores = torch.softmax(logits, dim=-1) if self.average == "probs" else logits
-            p, _ = self.operator.aggregate(self.operator.pull_back(scores), features)
-            log_p = torch.log(p.clamp_min(1e-30)) if self.average == "probs" else torch.log_softmax(p, dim=-1)
-            log_p = after_end(log_p, done, self.pad_id)
-            steps.append(log_p)
+            log_p, state = self.next_log_p(prev, state, features, weights)
+            if ended:
+                log_p = after_end(log_p, done, self.pad_id)
+            if keep_scores:
+                steps.append(log_p)
             token = self.choose(log_p, t)
+            del log_p  # not held through the next step's model call (kept in steps, if kept)
             tokens.append(token)
-            prev = torch.cat([self.group.act_output_ids(g, token) for g in self.group.elements])
-            done = done | torch.isin(token, self.stop_ids.to(token.device))
-            if done.all():
+            prev = id_perms[:, token].reshape(-1)  # view g is fed g·token, views in the orbit's order
+            done = done | torch.isin(token, stop_ids)
+            ended = int(done.sum())
+            if ended == batch:
                 break
-        return torch.stack(steps, dim=1), torch.stack(tokens, dim=1)
+        return torch.stack(steps, dim=1) if keep_scores else None, torch.stack(tokens, dim=1)
+
+    def next_log_p(self, prev: torch.Tensor, state, features: torch.Tensor,
+                   weights: torch.Tensor | None) -> tuple[torch.Tensor, object]:
+        """One step of every view → the operator's average as log-probabilities (B, V), and the
+        next state. ``weights``: λ's, computed before, or None for the weighting to weigh this step's
+        views. Each (|G|·B, V) tensor is let go as soon as the next is made: over a language model's
+        vocabulary they are the largest things decoding holds."""
+        logits, state = self.model.step(prev, state)
+        views = self.operator.pull_back(torch.softmax(logits, dim=-1) if self.average == "probs" else logits)
+        del logits  # the views are a copy
+        p = self.operator.aggregate(views, features, weights)[0]
+        del views
+        return (torch.log(p.clamp_min(1e-30)) if self.average == "probs" else torch.log_softmax(p, dim=-1)), state
 
 
 class PairAction:
@@ -183,8 +212,9 @@ class TeacherForcedOrGreedy(nn.Module):
 
 class CommandSummary(nn.Module):
     """[commands | targets] (or the commands alone, src_len None) → the model's encoder summary
-    of the commands: what λ sees of each view, in decoding and in training. No gradient flows
-    into the model through it (λ is trained with the model frozen, then frozen itself)."""
+    of the commands: what λ sees of each view in training, as in decoding (where per-view λ reads
+    GreedyDecoder's ``with_summary``, the same encoder pass). No gradient flows into the model
+    through it (λ is trained with the model frozen, then frozen itself)."""
 
     def __init__(self, model: nn.Module, src_len: int | None = None):
         super().__init__()

@@ -16,9 +16,12 @@ from .proxy import Proxy, get_proxy
 
 
 class Weighting(nn.Module):
-    """Base class. ``straight_through``: forward uses these weights, gradients equitune's."""
+    """Base class. ``straight_through``: forward uses these weights, gradients equitune's.
+    ``reads_outputs`` False: the weights depend on the features alone (a λ-network), so forward
+    takes outputs=None and a decoder computes them once for all its steps."""
 
     straight_through = False
+    reads_outputs = True
 
     def forward(self, outputs: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """outputs: g⁻¹·M(g·x), shape (|G|, B, …); features: what λ sees of g·x, (|G|, B, …)."""
@@ -95,6 +98,8 @@ class LambdaNet(Weighting):
     ``net``: a scorer of the task's own design (features → one score per view) in place of the MLP.
     """
 
+    reads_outputs = False
+
     def __init__(self, in_features: int, hidden: int = 100, layers: int = 2, residual: bool = False,
                  net: nn.Module | None = None):
         super().__init__()
@@ -131,7 +136,7 @@ class Featurized(Weighting):
     def __init__(self, weighting: Weighting, featurize: nn.Module):
         super().__init__()
         self.weighting, self.featurize = weighting, featurize
-        self.straight_through = weighting.straight_through
+        self.straight_through, self.reads_outputs = weighting.straight_through, weighting.reads_outputs
 
     def forward(self, outputs, features):
         g, b = features.shape[:2]

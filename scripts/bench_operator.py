@@ -254,8 +254,7 @@ def operator_parts(net: equi.EquivariantWrapper, x: torch.Tensor) -> Callable[[]
 def prepared_parts(net: equi.EquivariantWrapper, x: torch.Tensor) -> dict[str, tuple[Callable[[], object], int]]:
     with torch.inference_mode():
         transformed = net.group.orbit(x)
-        features = net.encoder(transformed) if net.encoder is not None else transformed
-        y = net.model(features)
+        y, features = net.encode_and_predict(transformed, {})
         views = net.pull_back(y)
         feats = features.reshape(net.group.order, x.shape[0], *features.shape[1:])
     return {"orbit": (lambda: net.group.orbit(x), 1), "pull_back": (lambda: net.pull_back(y), 1),
@@ -354,11 +353,11 @@ def scan_cases(batch: int, steps: int, src_len: int, device: torch.device) -> li
     masks the ended steps with a where, a little more work per step) on the |G|·B swapped commands;
     stepwise, the model's steps and an argmax (ModelSteps). per_view: the operator around the
     GreedyDecoder (equitune and λ average log-probabilities, equizero picks a sequence; λ reads
-    each view's command summary through CommandSummary, as the scan task wraps it). stepwise:
+    the command summary of each view's own decoding, as the scan task wraps it). stepwise:
     StepwiseEquivariantDecoder, the operator on every step's distributions."""
     from equi.data import scan as data
     from equi.models.seq2seq import PaperSeq2Seq
-    from equi.sequence import CommandSummary, GreedyDecoder, StepwiseEquivariantDecoder
+    from equi.sequence import GreedyDecoder, StepwiseEquivariantDecoder
     from equi.weighting import LambdaNet, Uniform
 
     torch.manual_seed(0)
@@ -372,8 +371,8 @@ def scan_cases(batch: int, steps: int, src_len: int, device: torch.device) -> li
     stacked = group.orbit(src)
     never = -1  # an <eos> id no step predicts: every setting decodes exactly `steps` steps
 
-    def greedy(ended="pad"):
-        return GreedyDecoder(model, never, data.PAD_ID, steps, ended=ended)
+    def greedy(ended="pad", with_summary=False):
+        return GreedyDecoder(model, never, data.PAD_ID, steps, ended=ended, with_summary=with_summary)
 
     vanilla_decoder, model_steps = greedy("zeros"), ModelSteps(model, steps)
     per_view = {"vanilla": Setting(vanilla_decoder, lambda net: net(stacked), nbytes(stacked))}
@@ -382,9 +381,10 @@ def scan_cases(batch: int, steps: int, src_len: int, device: torch.device) -> li
     for m in METHODS:
         cfg = method_cfg("scan", m)
         lam = LambdaNet(model.summary_dim, cfg.lambda_hidden, cfg.lambda_layers).to(device) if m == "lambda" else None
-        net = methods.wrap(cfg, greedy("pad" if m == "equizero" else "zeros"), group=group, invariant=False,
-                           default_proxy="seq_neg_max_prob", weighting=lam,
-                           lambda_reads=CommandSummary(model)).to(device).eval()
+        reads_summary = lam is not None
+        net = methods.wrap(cfg, greedy("pad" if m == "equizero" else "zeros", reads_summary), group=group,
+                           invariant=False, default_proxy="seq_neg_max_prob", weighting=lam,
+                           model_returns_features=reads_summary).to(device).eval()
         per_view[m] = Setting(net, lambda net: net(src))
         parts[m] = operator_parts(net, src)
         if m != "equizero":  # the scan task's equizero picks whole sequences only
@@ -412,10 +412,15 @@ def prepared_step_parts(dec: nn.Module, src: torch.Tensor, steps: int) -> dict[s
         views = op.pull_back(scores)
         features = summary.reshape(group.order, src.shape[0], -1)
         token = torch.zeros(src.shape[0], dtype=torch.long, device=src.device)
-    return {"orbit": (lambda: group.orbit(src), 1), "pull_back": (lambda: op.pull_back(scores), steps),
-            "weighting": (lambda: op.weighting(views, features), steps),
-            "aggregate": (lambda: op.aggregate(views, features), steps),
-            "feed back": (lambda: torch.cat([group.act_output_ids(e, token) for e in group.elements]), steps)}
+    if op.weighting.reads_outputs:  # weighed every step, inside aggregate
+        weighting = {"weighting": (lambda: op.weighting(views, features), steps),
+                     "aggregate": (lambda: op.aggregate(views, features), steps)}
+    else:  # a λ-network: weighed once per decode, as the decoder does
+        weights = op.weighting(None, features)
+        weighting = {"weighting once": (lambda: op.weighting(None, features), 1),
+                     "aggregate": (lambda: op.aggregate(views, features, weights), steps)}
+    return {"orbit": (lambda: group.orbit(src), 1), "pull_back": (lambda: op.pull_back(scores), steps), **weighting,
+            "feed back": (lambda: dec.output_id_perms[:, token].reshape(-1), steps)}
 
 
 def lm_case(batch: int, prompt_len: int, steps: int, dim: int, layers: int, device: torch.device) -> Case:
@@ -449,7 +454,7 @@ def lm_case(batch: int, prompt_len: int, steps: int, dim: int, layers: int, devi
                   "lambda": LambdaNet(1, 100, 2)}
     for m, w in weightings.items():
         dec = StepwiseEquivariantDecoder(step_lm, group, w, never, 0, steps, average="logits").to(device).eval()
-        settings[m] = Setting(dec, lambda net: net(prompts))
+        settings[m] = Setting(dec, lambda net: net.generate(prompts, keep_scores=False)[1])  # tokens, as the nlg task
     return Case(f"LM GPT-2 {layers}×{dim}", group.order, batch,
                 f"greedy decode, {steps} tokens after {prompt_len}, vocabulary {vocab}", settings,
                 parts=stepwise_parts(settings, prompts, steps))
@@ -565,8 +570,8 @@ def main(argv: list[str] | None = None) -> int:
     if overs:
         extra = ["", "Where the methods over the goal spend their extra time: the operator's parts alone, ms per call "
                  "(the decoders' pull_back, weighting, aggregate and feed back once per step, times the steps; "
-                 "aggregate includes the weighting). Parts well under the measured extra: the extra is the "
-                 "machine's noise, or work outside the operator.", "",
+                 "aggregate includes the weighting, except a λ-network's, weighed once per decode). Parts well "
+                 "under the measured extra: the extra is the machine's noise, or work outside the operator.", "",
                  "| model | method | measured extra ms (of vanilla) | operator parts ms (of vanilla) | parts, ms |",
                  "|---|---|---|---|---|", *overs]
         print("\n".join(extra))

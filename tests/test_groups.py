@@ -144,3 +144,19 @@ def test_input_and_output_actions_agree_on_a_copy_model():
     group = G.vocabulary_cycles(["a", "b", "c", "d", "e"], [["a", "b", "c"], ["d", "e"]])
     copy = lambda tokens: torch.nn.functional.one_hot(tokens, 5).float()  # noqa: E731
     equi.check_equivariance(copy, torch.randint(0, 5, (4, 7)), equi.group_pairs(group, invariant=False), atol=0)
+
+
+@pytest.mark.parametrize("group,x,y", finite_groups(), ids=lambda v: getattr(v, "name", ""))
+def test_acting_on_stacked_outputs_is_acting_on_each(group, x, y):
+    """act_output_stacked (one gather for permuted scores) against act_output block by block, for
+    element lists in turn, so that an index kept from the last call cannot go stale."""
+    order = group.order
+    for elements in (list(group.elements), [order - 1] * 3, list(reversed(group.elements)), list(group.elements)):
+        ys = torch.stack([torch.randn_like(y) for _ in elements])
+        expected = torch.stack([group.act_output(g, ys[i]) for i, g in enumerate(elements)])
+        assert torch.equal(group.act_output_stacked(elements, ys), expected)
+
+
+def test_inverses_are_read_off_the_table():
+    for group, _, _ in finite_groups():
+        assert [group.compose(g, group.inverse(g)) for g in group.elements] == [0] * group.order

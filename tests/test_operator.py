@@ -11,6 +11,7 @@ from torch import nn
 
 import equi
 from equi import groups as G
+from equi.operator import weighted_sum
 
 TOL = 1e-4
 
@@ -211,3 +212,91 @@ def test_sequence_proxy_ignores_the_steps_after_the_end():
     assert seq_neg_max_prob(short).item() == pytest.approx(-0.5, abs=1e-3)
     assert seq_neg_max_prob(long).item() == pytest.approx(-(1 + 1 + 0.5) / 3, abs=1e-3)
     assert seq_neg_max_prob(long) < seq_neg_max_prob(short)  # counting ended steps would reverse this
+
+
+def broadcast_sum(weights, views):
+    """Σ_g weights[g, b]·views[g, b, …] as written: the (|G|, B, …) product, summed over the group."""
+    return (weights.reshape(*weights.shape, *[1] * (views.ndim - weights.ndim)) * views).sum(0)
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 7), (3, 4, 3, 6), (8, 1, 10), (4, 6, 1)])
+def test_the_batched_weighted_sum_is_the_broadcast_formula_and_its_gradient(shape):
+    views = torch.randn(shape, requires_grad=True)
+    weights = torch.rand(shape[:2], requires_grad=True)
+    r = torch.randn(shape[1:])
+    fast, slow = weighted_sum(weights, views), broadcast_sum(weights, views)
+    torch.testing.assert_close(fast, slow, rtol=1e-6, atol=1e-6)
+    fast_grads = torch.autograd.grad((fast * r).sum(), (weights, views))
+    for a, b in zip(fast_grads, torch.autograd.grad((slow * r).sum(), (weights, views))):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_the_batched_weighted_sum_keeps_the_products_dtype_under_autocast():
+    """Autocast would run the matmul in bfloat16: float32 views and weights must stay float32 (to
+    1e-6, where bfloat16 is off by 1e-2); bfloat16 views with float32 weights (a λ-network's softmax
+    under autocast) give float32, as the product does; bfloat16 both, bfloat16 (to its rounding:
+    the matmul rounds once, the product and the sum each)."""
+    views, weights = torch.randn(2, 3, 5, 7), torch.rand(2, 3)
+    low = views.bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        full, mixed, both = weighted_sum(weights, views), weighted_sum(weights, low), weighted_sum(weights.bfloat16(), low)
+    assert (full.dtype, mixed.dtype, both.dtype) == (torch.float32, torch.float32, torch.bfloat16)
+    torch.testing.assert_close(full, broadcast_sum(weights, views), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(mixed, broadcast_sum(weights, low), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(both.float(), broadcast_sum(weights.bfloat16().float(), low.float()), rtol=8e-3, atol=0)
+
+
+def test_aggregate_sums_as_written_and_takes_weights_computed_before():
+    views, features = torch.randn(3, 4, 2, 5), torch.randn(3, 4, 6)
+    lam = equi.LambdaNet(6, hidden=8)
+    op = equi.EquivariantWrapper(nn.Identity(), G.identity(), lam)
+    with torch.no_grad():
+        out, weights = op.aggregate(views, features)
+        raw = lam(views, features)
+        torch.testing.assert_close(out, broadcast_sum(raw / raw.sum(0), views), rtol=1e-6, atol=1e-6)
+        lam.register_forward_hook(lambda *_: pytest.fail("weights were given: the weighting must not run"))
+        given, given_weights = op.aggregate(views, features, raw)
+    assert torch.equal(given, out) and torch.equal(given_weights, weights)
+
+
+class EncodeAndHead(nn.Module):
+    """The encoder and head of one model, returning (head's outputs, encoder's features)."""
+
+    def __init__(self, encoder, head):
+        super().__init__()
+        self.encoder, self.head = encoder, head
+
+    def forward(self, x):
+        features = self.encoder(x)
+        return self.head(features), features
+
+
+def test_a_model_returning_its_features_feeds_the_weighting_from_the_same_pass():
+    encoder, head = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten()), nn.Linear(64, 7)
+    calls = []
+    encoder.register_forward_hook(lambda m, inp, out: calls.append(inp[0].shape[0]))
+    lam = equi.LambdaNet(64, hidden=8)
+    x = torch.randn(3, 3, 6, 6)
+    with torch.no_grad():
+        expected = equi.EquivariantWrapper(head, G.rot90(), lam, invariant=True, encoder=encoder)(x, return_weights=True)
+        for per_pass in (None, 5):
+            calls.clear()
+            out = equi.EquivariantWrapper(EncodeAndHead(encoder, head), G.rot90(), lam, invariant=True,
+                                          model_returns_features=True, max_views_per_pass=per_pass)(x, return_weights=True)
+            assert sum(calls) == 4 * 3  # every view encoded once
+            for a, b in zip(out, expected):
+                torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="the encoder's features or the model's, not both"):
+        equi.EquivariantWrapper(head, G.rot90(), lam, encoder=encoder, model_returns_features=True)
+
+
+def test_pull_back_of_permuted_scores_is_each_elements_inverse_action():
+    """One gather for every element at once, against g⁻¹ applied view by view, for the whole group
+    and for samples of it (repeats, another order), in turn, so that a kept index cannot go stale."""
+    group = G.vocabulary_cycles(list("abcdef"), [["a", "b", "c"], ["d", "e"]])
+    op = equi.EquivariantWrapper(nn.Identity(), group)
+    for elements in (list(group.elements), [5, 5, 1], [0, 3], list(group.elements)):
+        y = torch.randn(len(elements) * 2, 3, 6)
+        by_element = torch.stack([group.act_output(group.inverse(g), v)
+                                  for g, v in zip(elements, y.reshape(len(elements), 2, 3, 6))])
+        assert torch.equal(op.pull_back(y, elements), by_element)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol, Sequence
 
 import torch
@@ -58,6 +59,8 @@ class ScorePermutation:
     def __init__(self, perms: torch.Tensor):
         self.perms = perms
         self.inverse_perms = torch.argsort(perms, dim=1)  # row g maps w to g⁻¹·w
+        self.moved = (perms != torch.arange(perms.shape[1])).any(0).nonzero()[:, 0]  # ids some element moves
+        self.stacked_index: tuple | None = None  # act_stacked's last (key, sources, moved ids), on its device
 
     def check(self, y: torch.Tensor) -> None:
         if y.shape[-1] != self.perms.shape[1]:
@@ -65,6 +68,23 @@ class ScorePermutation:
 
     def __call__(self, g: int, y: torch.Tensor) -> torch.Tensor:
         return y.index_select(-1, self.inverse_perms[g].to(y.device))
+
+    def act_stacked(self, elements: Sequence[int], y: torch.Tensor) -> torch.Tensor:
+        """y[i] acted on by elements[i], for y of shape (len(elements), …, V), into one new tensor
+        instead of a copy per element and a stack of them. Where the group moves few ids (word swaps
+        in a language model's vocabulary), a copy of y with the moved columns gathered anew: a
+        gather reads y column by column, several times slower than a copy; else one gather. The
+        indices stay on y's device for the next call with the same elements (a decoder's every step)."""
+        patch = 2 * len(self.moved) < self.perms.shape[1]
+        key = (tuple(elements), y.device)
+        if self.stacked_index is None or self.stacked_index[0] != key:
+            rows = self.inverse_perms[list(elements)]
+            self.stacked_index = key, (rows[:, self.moved] if patch else rows).to(y.device), self.moved.to(y.device)
+        _, sources, moved = self.stacked_index
+        sources = sources.reshape(len(elements), *[1] * (y.ndim - 2), -1)  # expanded below: views, not copies
+        if not patch:
+            return y.gather(-1, sources.expand(y.shape))
+        return y.clone().index_copy_(-1, moved, y.gather(-1, sources.expand(*y.shape[:-1], len(moved))))
 
 
 @dataclass(frozen=True)
@@ -94,14 +114,27 @@ class FiniteGroup:
     def compose(self, a: int, b: int) -> int:
         return int(self.table[a, b])
 
+    @cached_property
+    def inverses(self) -> tuple[int, ...]:
+        """g⁻¹ of every g, read off the table once (operators invert every element on each call)."""
+        return tuple(int((row == 0).nonzero()[0]) for row in self.table)
+
     def inverse(self, g: int) -> int:
-        return int((self.table[g] == 0).nonzero()[0])
+        return self.inverses[g]
 
     def act_input(self, g: int, x: torch.Tensor) -> torch.Tensor:
         return self.input_action(g, x)
 
     def act_output(self, g: int, y: torch.Tensor) -> torch.Tensor:
         return self.output_action(g, y)
+
+    def act_output_stacked(self, elements: Sequence[int], y: torch.Tensor) -> torch.Tensor:
+        """y[i] transformed by elements[i], for y of shape (len(elements), …): in one operation where the
+        output action has one (``act_stacked``, as ScorePermutation), else element by element."""
+        act_stacked = getattr(self.output_action, "act_stacked", None)
+        if act_stacked is not None:
+            return act_stacked(elements, y)
+        return torch.stack([self.act_output(g, y[i]) for i, g in enumerate(elements)])
 
     def act_each(self, elements: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Sample i of the batch transformed by elements[i] (random test-time transforms)."""

@@ -92,7 +92,7 @@ def generate(method: DictConfig, task: DictConfig, step_lm, group: VocabularyGro
         decoder = StepwiseEquivariantDecoder(step_lm, group, weighting, eos_id=stops[0], pad_id=stops[0],
                                              max_len=task.max_new_tokens, average="logits",
                                              choose=RankSampler(u[:, 0], task.top_k), stop_ids=stops)
-        tokens = decoder.generate(prompt_ids)[1]
+        tokens = decoder.generate(prompt_ids, keep_scores=False)[1]
         return torch.nn.functional.pad(tokens, (0, task.max_new_tokens - tokens.shape[1]), value=stops[0])
     sampler = ChunkSampler(step_lm, group, task.chunk, task.top_k, stops)
     operator = EquivariantWrapper(sampler, group, ProxyArgmin(proxy, straight_through=False))

@@ -280,9 +280,10 @@ def decoder(method: DictConfig, model: Seq2Seq, group: VocabularyGroup, task: Di
         weighting = lam if lam is not None else methods.weighting_for(method)
         return StepwiseEquivariantDecoder(model, group, weighting, data.EOS_OUT, data.PAD_ID, task.max_len)
     ended = "zeros" if scheme == "per_view" else "pad"  # zeros: an ended view stops voting in the average
-    greedy = GreedyDecoder(model, data.EOS_OUT, data.PAD_ID, task.max_len, ended=ended)
+    reads_summary = methods.method_of(method).trains_lambda  # λ: the summary of the decoder's own encoder pass
+    greedy = GreedyDecoder(model, data.EOS_OUT, data.PAD_ID, task.max_len, ended=ended, with_summary=reads_summary)
     return methods.wrap(method, greedy, group=group, invariant=False, default_proxy=task.default_proxy, weighting=lam,
-                        lambda_reads=CommandSummary(model))
+                        model_returns_features=reads_summary)
 
 
 @torch.no_grad()
