@@ -32,7 +32,7 @@ def train(settings: DictConfig, images: torch.Tensor, labels: torch.Tensor, devi
     no_decay = [p for p in model.parameters() if p.ndim < 2]  # gains, biases, logit scale
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=settings.lr,
-                            fused=True)  # one kernel for all parameters: 5× faster steps on a CPU, same update
+                            fused=True)  # one kernel for all parameters: a 5× faster optimizer step on a CPU, same update
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=settings.epochs * batches, pct_start=0.2)
     loss_fn = open_clip.ClipLoss()
     model.train()
