@@ -73,9 +73,7 @@ class ProxyArgmin(Weighting):
     def forward(self, outputs, features):
         with torch.no_grad():
             axis = self.class_dim if self.class_dim < 0 else self.class_dim + 2
-            # view by view: the proxy's temporaries (a softmax and its log over a 50k vocabulary)
-            # are then one view's, not all |G| views'
-            loss = torch.stack([self.proxy(view) for view in outputs.movedim(axis, -1)])
+            loss = self.proxy(outputs.movedim(axis, -1))
             loss = loss.reshape(*outputs.shape[:2], -1).mean(-1)
             return (loss <= loss.amin(0, keepdim=True) + self.tie_tol).to(outputs.dtype)
 
