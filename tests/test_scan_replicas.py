@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from equi.config import compose_config
 from equi.data import scan as data
 from equi.experiment import execute
-from equi.models.seq2seq_replicas import ReplicaPaperSeq2Seq
+from equi.models.seq2seq_replicas import ReplicaPaperSeq2Seq, _Unrolled
 from equi.sequence import GreedyDecoder
 from equi.tasks.scan import replicas as rep
 from equi.tasks.scan.runner import clip_groups, clip_groups_of, loss_to_predicted_eos, new_model, pretrain
@@ -62,8 +62,8 @@ def test_each_replica_steps_as_its_solo_run(fixture_data, cell, forcing):
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_replica_gradients_are_the_solo_gradients(fixture_data, cell):
-    """One example each, teacher-forced or not: each replica's loss and clipped gradients (the
-    deferred weight gradients included) are its solo model's to 1e-6."""
+    """One example each, teacher-forced or not: each replica's loss and clipped gradients (from the
+    replicas' backward through time, written out by hand) are its solo model's (autograd) to 1e-6."""
     task = tiny_task(cell)
     train = splits(fixture_data)
     models = [fresh(task, s) for s in (0, 1, 2)]
@@ -75,7 +75,6 @@ def test_replica_gradients_are_the_solo_gradients(fixture_data, cell):
     forced = torch.tensor([True, False, True])
     losses = rep.replica_losses(stack(src, tgt, forced).log_softmax(-1), tgt, "sum_to_predicted_eos")
     losses.sum().backward()
-    stack.add_deferred_grads()
     rep.clip_per_replica(clip_groups_of(stack.named_weights(), "encoder_decoder"), 0.5)
     for k, model in enumerate(models):
         s, t = pairs[k]
@@ -157,3 +156,19 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
     assert rep.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_backward_through_time_is_the_derivative_with_dropout(cell):
+    """The written-out backward against finite differences (float64), dropout masks on, two
+    replicas with commands of different lengths (the encoder's padded steps)."""
+    torch.manual_seed(0)
+    net = ReplicaPaperSeq2Seq([new_model(OmegaConf.merge(tiny_task(cell), {"hidden": 3})).double() for _ in range(2)])
+    src = torch.randint(data.EOS_IN + 1, len(data.COMMANDS), (2, 2, 4))
+    src[0, 1, 2:] = data.PAD_ID
+    tgt = torch.randint(data.EOS_OUT + 1, len(data.ACTIONS), (2, 2, 5))  # no padding: its row would get no gradient
+    dropout = torch.empty(2, 2, 5, 6, dtype=torch.float64).bernoulli_(0.5).mul_(2)
+    forced = torch.tensor([True, True])  # a greedy replica's argmax could flip under the finite differences
+    params = [net.weight(n) for n in net.names]
+    assert torch.autograd.gradcheck(lambda *p: _Unrolled.apply(net, src, tgt, forced, dropout, *p), params, eps=1e-6, atol=1e-8,
+                                    fast_mode=True)

@@ -131,7 +131,6 @@ def pretrain_together(models: list[PaperSeq2Seq], replicas: list[Replica], task:
         losses = replica_losses(stack(src, tgt, forced).float().log_softmax(-1), tgt, settings.loss)
         opt.zero_grad()
         losses.sum().backward()  # replica k's loss reaches replica k's weights only
-        stack.add_deferred_grads()
         clip_per_replica(groups, settings.clip)
         opt.step()
         if decay is not None:
@@ -250,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         missing, total = pending_models(args.overrides)
         cached_count = total - len(missing)
         mixed = [m for m in missing if m.cfg.hardware.precision != "fp32"]
-        if mixed:  # a solo run trains under autocast; the replicas' deferred gradients are fp32 only
+        if mixed:  # a solo run trains under autocast; the replicas' written-out backward is fp32 only
             print(f"replica pretraining: hardware.precision={mixed[0].cfg.hardware.precision}: passes train in fp32 "
                   f"only, so those {len(mixed)} runs train their own (hardware.precision=fp32 trains them together)")
             missing = [m for m in missing if m.cfg.hardware.precision == "fp32"]
