@@ -3,6 +3,8 @@ solo run, replicas never mix, each keeps its own best checkpoint, and the sweep 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -136,7 +138,7 @@ def test_replica_greedy_decodes_as_the_greedy_decoder(fixture_data):
 def test_a_sweep_finds_the_models_trained_together(tmp_path, capsys):
     sweep = [*PAPER, "fast=true", "logger=none", "task.fast.pretrain.examples=8", "task.pretrain.val_every=4",
              "task.hidden=8", "method=vanilla,equizero", "task.split=add_jump,around_right", "seed=0,1"]
-    assert rep.main(sweep) == 0
+    assert rep.main(["--processes", "1", *sweep]) == 0
     assert "4 models trained" in capsys.readouterr().out
     assert rep.main(sweep) == 0
     assert "4 of 4 models cached" in capsys.readouterr().out
@@ -148,8 +150,29 @@ def test_a_sweep_finds_the_models_trained_together(tmp_path, capsys):
     assert metrics["pretrain_kept_examples"] in (4, 8)
 
 
+def test_a_pass_split_across_processes_trains_the_same_models(tmp_path, monkeypatch, capsys):
+    """--processes 2: two passes of two replicas at once, one thread each; without dropout each model
+    is the one a single pass of four trains (to 1e-6), and says it was replica r of 2."""
+    sweep = [*PAPER, "fast=true", "logger=none", "task.fast.pretrain.examples=6", "task.pretrain.val_every=3",
+             "task.hidden=8", "task.dropout=0", "method=vanilla", "task.split=add_jump,around_right", "seed=0,1"]
+    trained = {}
+    for processes in ("1", "2"):
+        monkeypatch.setenv("EQUI_OUTPUTS", str(tmp_path / processes))
+        assert rep.main(["--processes", processes, *sweep]) == 0
+        assert "4 models trained" in capsys.readouterr().out
+        files = sorted((tmp_path / processes / "cache" / "scan").glob("*.pt"))
+        trained[processes] = {f.name: (torch.load(f), json.loads(f.with_suffix(".json").read_text())) for f in files}
+    assert len(trained["2"]) == 4 and trained["1"].keys() == trained["2"].keys()
+    for name, (state, record) in trained["2"].items():
+        alone, record_alone = trained["1"][name]
+        assert max((state[k] - alone[k]).abs().max().item() for k in state) <= 1e-6, name
+        assert (record["replicas"], record_alone["replicas"]) == (2, 4)
+        assert record["examples"] == record_alone["examples"]
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--replicas", "0", *PAPER], "--replicas=0: give auto or a number ≥ 1"),
+    (["--processes", "two", *PAPER], "--processes=two: give auto or a number ≥ 1"),
     ([*PAPER, "task.pretrian.lr=1"], "task.pretrian"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
