@@ -48,14 +48,11 @@ class Pairs:
 def encode(sequences: list[list[str]], vocab: list[str], eos: int) -> torch.Tensor:
     index = {w: i for i, w in enumerate(vocab)}
     width = max(len(s) for s in sequences) + 1
-    out = torch.full((len(sequences), width), PAD_ID, dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        try:
-            out[row, : len(seq)] = torch.tensor([index[w] for w in seq])
-        except KeyError as err:
-            raise ValueError(f"word {err.args[0]!r} is not in the SCAN vocabulary") from None
-        out[row, len(seq)] = eos
-    return out
+    try:  # one tensor from padded rows: a row at a time costs ~0.5 s per split
+        return torch.tensor([[index[w] for w in seq] + [eos] + [PAD_ID] * (width - 1 - len(seq)) for seq in sequences],
+                            dtype=torch.long)
+    except KeyError as err:
+        raise ValueError(f"word {err.args[0]!r} is not in the SCAN vocabulary") from None
 
 
 def decode(ids: torch.Tensor, vocab: list[str] = ACTIONS, eos: int = EOS_OUT) -> list[str]:

@@ -56,7 +56,7 @@ class _Cell:
         gates_h = torch.baddbmm(hidden_bias, _h(state), hidden_t)
         if self.kind == "lstm":
             pre = gates_in + gates_h
-            act = torch.sigmoid(pre)  # the g quarter is replaced by its tanh
+            act = torch.sigmoid(pre)  # one call for i, f and o (its g quarter goes unused: g is a tanh)
             width = pre.shape[-1] // 4
             g = torch.tanh(pre[..., 2 * width : 3 * width])
             i, f, o = act[..., :width], act[..., width : 2 * width], act[..., 3 * width :]
