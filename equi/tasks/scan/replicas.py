@@ -233,8 +233,8 @@ def train_pass(models: list[Pending], device, position: int = 0) -> None:
 def train_apart(overrides: list[str], models: list[Pending], processes: int) -> None:
     """A CPU pass split into `processes` passes that run at once, one thread each. On a CPU a pass
     is bound by the Python overhead of its many tiny operations, which one process runs on one
-    core; two passes of 3 replicas train 6 models about 15% faster than one pass of 6 on two
-    threads (docs/tasks/scan.md). Each share is a pass of its own: its replicas are the same solo
+    core; two passes of 3 replicas train 6 models 15–50% faster than one pass of 6 on two
+    threads in our runs (docs/tasks/scan.md). Each share is a pass of its own: its replicas are the same solo
     runs, only the dropout masks, drawn per pass, differ."""
     import concurrent.futures
     import multiprocessing
