@@ -212,7 +212,7 @@ class ReplicaPaperSeq2Seq(nn.Module):
                     embed_out=self._lookup(w["embed_out.weight"]))
         return state, (flat_memory, flat_memory.transpose(1, 2), blocked, loop)
 
-    def step(self, w: dict, prev: torch.Tensor, state, read, dropout: torch.Tensor | None = None):
+    def step(self, prev: torch.Tensor, state, read, dropout: torch.Tensor | None = None):
         """One decoder step for every replica: previous tokens (K, b) → logits (K, b, V), next state
         and what backward reads (``PaperSeq2Seq.step``: attention from the state before the step)."""
         memory, keys, blocked, loop = read
@@ -241,7 +241,7 @@ class ReplicaPaperSeq2Seq(nn.Module):
         prev = torch.full((k, b), self.sos_id, dtype=torch.long, device=src.device)
         logits, decoder_steps, tokens, outputs = [], [], [], []
         for t in range(steps):
-            step_logits, state, saved = self.step(w, prev, state, read, None if dropout is None else dropout[:, :, t])
+            step_logits, state, saved = self.step(prev, state, read, None if dropout is None else dropout[:, :, t])
             logits.append(step_logits)
             decoder_steps.append(saved)
             tokens.append(prev)
@@ -269,7 +269,7 @@ class ReplicaPaperSeq2Seq(nn.Module):
         prev = torch.full(src.shape[:2], self.sos_id, dtype=torch.long, device=src.device)
         done, tokens = torch.zeros_like(prev, dtype=torch.bool), []
         for _ in range(max_len):
-            logits, state, _ = self.step(w, prev, state, read)
+            logits, state, _ = self.step(prev, state, read)
             prev = logits.argmax(-1)
             tokens.append(prev)
             done |= prev == eos_id
