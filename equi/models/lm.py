@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 import os
 import shutil
 from pathlib import Path
@@ -166,10 +167,13 @@ class StepLM(nn.Module):
     def __init__(self, lm: nn.Module, reencode: bool = False):
         super().__init__()
         self.lm, self.reencode = lm, reencode
+        # the KV cache's name, in the model's input and output: `cache` since transformers 5.2x
+        # (`past_key_values` deprecated), `past_key_values` before (e.g. the GPU machines' 5.17)
+        self.cache_name = "cache" if "cache" in inspect.signature(lm.forward).parameters else "past_key_values"
 
     def start(self, ids: torch.Tensor):
         out = self.lm(input_ids=ids, use_cache=not self.reencode, logits_to_keep=1)
-        state = {"ids": ids, "cache": out.cache, "pending": out.logits[:, -1]}
+        state = {"ids": ids, "cache": getattr(out, self.cache_name), "pending": out.logits[:, -1]}
         return state, ids.new_zeros((ids.shape[0], 1), dtype=torch.float32)  # no λ for NLG: nothing to summarise
 
     def step(self, prev: torch.Tensor, state: dict):
@@ -179,5 +183,5 @@ class StepLM(nn.Module):
         if self.reencode:
             logits = self.lm(input_ids=ids, use_cache=False, logits_to_keep=1).logits[:, -1]
             return logits, {**state, "ids": ids}
-        out = self.lm(input_ids=prev[:, None], cache=state["cache"], use_cache=True, logits_to_keep=1)
-        return out.logits[:, -1], {**state, "ids": ids, "cache": out.cache}
+        out = self.lm(input_ids=prev[:, None], **{self.cache_name: state["cache"]}, use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1], {**state, "ids": ids, "cache": getattr(out, self.cache_name)}
