@@ -157,12 +157,12 @@ class _Renamed(torch.nn.Module):
         return SimpleNamespace(logits=out.logits, **{self.name: getattr(out, self.real)})
 
 
-class _CacheNamedCache(_Renamed):  # transformers ≥ 5.2x
+class _CacheNamedCache(_Renamed):  # transformers 5.25 (our pin)
     def forward(self, input_ids, cache=None, use_cache=True, logits_to_keep=0):
         return self.run(input_ids, cache, use_cache, logits_to_keep)
 
 
-class _CacheNamedPastKeyValues(_Renamed):  # transformers < 5.2x, e.g. the GPU machines' 5.17
+class _CacheNamedPastKeyValues(_Renamed):  # older transformers, e.g. the GPU machines' 5.17
     def forward(self, input_ids, past_key_values=None, use_cache=True, logits_to_keep=0):
         return self.run(input_ids, past_key_values, use_cache, logits_to_keep)
 

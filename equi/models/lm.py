@@ -167,8 +167,8 @@ class StepLM(nn.Module):
     def __init__(self, lm: nn.Module, reencode: bool = False):
         super().__init__()
         self.lm, self.reencode = lm, reencode
-        # the KV cache's name, in the model's input and output: `cache` since transformers 5.2x
-        # (`past_key_values` deprecated), `past_key_values` before (e.g. the GPU machines' 5.17)
+        # the KV cache's name, in the model's input and output: `cache` in our pinned transformers 5.25
+        # (`past_key_values` deprecated there), `past_key_values` in older ones (the GPU machines' 5.17)
         self.cache_name = "cache" if "cache" in inspect.signature(lm.forward).parameters else "past_key_values"
 
     def start(self, ids: torch.Tensor):
