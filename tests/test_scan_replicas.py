@@ -4,6 +4,9 @@ solo run, replicas never mix, each keeps its own best checkpoint, and the sweep 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -16,6 +19,8 @@ from equi.models.seq2seq_replicas import ReplicaPaperSeq2Seq, _Unrolled
 from equi.sequence import GreedyDecoder
 from equi.tasks.scan import replicas as rep
 from equi.tasks.scan.runner import clip_groups, clip_groups_of, loss_to_predicted_eos, new_model, pretrain
+
+from .conftest import REPO
 
 PAPER = ["task=scan", "task/scan/model=paper", "task/scan/pretrain=paper"]
 
@@ -200,12 +205,6 @@ def test_backward_through_time_is_the_derivative_with_dropout(cell):
 def test_bench_scan_needs_only_the_splits_it_trains_on(fixture_data, tmp_path):
     """`make bench-scan` (and gpu-check's step) reads Table 2's two splits, not the whole SCAN release:
     the fixture holds those alone."""
-    import os
-    import subprocess
-    import sys
-
-    from .conftest import REPO
-
     env = {**os.environ, "EQUI_DATA": str(fixture_data), "EQUI_OUTPUTS": str(tmp_path), "EQUI_DOWNLOAD": "false"}
     done = subprocess.run([sys.executable, "scripts/bench_scan.py", "--steps", "2", "--replicas", "2", "--threads", "1"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
