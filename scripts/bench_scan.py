@@ -127,8 +127,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     defaults = compose_config([])
-    needed = tuple(f"scan/{f}" for split in TABLE2_SPLITS for f in data.split_files(split))
-    release = str(args.data or catalog.ensure("scan", Path(defaults.paths.data), bool(defaults.download), needed))
+    release = str(args.data or catalog.ensure("scan", Path(defaults.paths.data), bool(defaults.download),
+                                              data.release_files(*TABLE2_SPLITS)))
     task, sets, vals = scan_sets(args.cell, release)
     processes = torch.get_num_threads() if device.type == "cpu" else 1
     solo_before = solo_rate(task, sets[0], args.steps, device)

@@ -105,6 +105,11 @@ def split_files(split: str) -> tuple[str, str]:
     return SPLITS[split]
 
 
+def release_files(*splits: str) -> tuple[str, ...]:
+    """The splits' files as the data catalog names them (``catalog.ensure("scan", …)``'s needed files)."""
+    return tuple(f"scan/{f}" for split in splits for f in split_files(split))
+
+
 def load_split(root: str | Path, split: str) -> tuple[Pairs, Pairs]:
     """(train, test) pairs of a SCAN split from a release folder (`catalog.ensure("scan", …)` fetches one)."""
     paths = [Path(root) / f for f in split_files(split)]

@@ -228,7 +228,7 @@ def check_batches(task: DictConfig) -> None:
 
 def release_folder(task: DictConfig, ctx: RunContext) -> Path:
     """The SCAN release holding the split's files, fetched into the data folder when missing."""
-    return catalog.ensure("scan", ctx.data_dir, ctx.download, tuple(f"scan/{f}" for f in data.split_files(task.split)))
+    return catalog.ensure("scan", ctx.data_dir, ctx.download, data.release_files(task.split))
 
 
 def split_paths(task: DictConfig, ctx: RunContext) -> list[Path]:
