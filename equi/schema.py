@@ -218,14 +218,10 @@ _UNSET = object()
 
 
 @dataclass(frozen=True)
-class Added(Rule):
-    """A key added after runs were recorded: ``rule`` judges its values; it stays out of the run key
-    while it holds ``as_before`` (the value runs had before it existed) or while the setting
-    ``used_when = (key, value)`` has another value (it has no effect then)."""
+class Wrapping(Rule):
+    """``rule`` judges the values; a subclass says whether the key is in the run key."""
 
     rule: Rule
-    as_before: Any = _UNSET
-    used_when: tuple[str, Any] | None = None
 
     def allows(self, value, cfg):
         return self.rule.allows(value, cfg)
@@ -239,10 +235,30 @@ class Added(Rule):
     def bad_values(self, cfg):
         return self.rule.bad_values(cfg)
 
+
+@dataclass(frozen=True)
+class Added(Wrapping):
+    """A key added after runs were recorded: it stays out of the run key while it holds
+    ``as_before`` (the value runs had before it existed) or while the setting ``used_when = (key,
+    value)`` has another value (it has no effect then)."""
+
+    as_before: Any = _UNSET
+    used_when: tuple[str, Any] | None = None
+
     def in_run_key(self, value, cfg) -> bool:
         if self.used_when is not None and OmegaConf.select(cfg, self.used_when[0]) != self.used_when[1]:
             return False
         return self.as_before is _UNSET or value != self.as_before
+
+
+@dataclass(frozen=True)
+class OfWeights(Wrapping):
+    """A setting of the weights a run may load, not of the run (the offline stand-in's recipe): out
+    of the run key, so runs on other weights keep their keys when it changes; the task's ``inputs``
+    names the weights by it where the run reads them (equi.inputs)."""
+
+    def in_run_key(self, value, cfg) -> bool:
+        return False
 
 
 @dataclass(frozen=True)

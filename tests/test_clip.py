@@ -259,3 +259,62 @@ def test_cifar100_release_loads_the_first_images_of_each_class(tmp_path, monkeyp
     images, labels = imagesets.load("cifar100", tmp_path, "test", 1, 32, None).tensors
     assert labels.tolist() == [0, 1, 2] and images.dtype == torch.uint8
     assert torch.equal(images[1], torch.from_numpy(rows[1].reshape(3, 32, 32)))
+
+
+def test_stand_in_trains_the_caption_rows_as_the_full_token_table_would(monkeypatch):
+    """`caption_rows` swaps in only the token rows the captions use: every other parameter and every
+    used row ends where training with the whole 49,408-row table ends; the unused rows keep their start."""
+    from contextlib import contextmanager
+
+    from omegaconf import OmegaConf
+
+    from equi.models import clip_standin
+
+    settings = OmegaConf.create({"seed": 0, "epochs": 2, "examples_per_epoch": None, "batch_size": 8, "lr": 1e-2,
+                                 "weight_decay": 0.05, "augment": "flip", "precision": "fp32", "model": TINY["resnet"]})
+    images = torch.randint(0, 256, (24, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.arange(24) % 10
+    torch.manual_seed(settings.seed)
+    start = clipmodels.standin_clip(TINY["resnet"]).token_embedding.weight.detach().clone()
+    compact = clip_standin.train(settings, images, labels, torch.device("cpu")).state_dict()
+
+    @contextmanager
+    def whole_table(model, captions):
+        yield captions
+
+    monkeypatch.setattr(clip_standin, "caption_rows", whole_table)
+    full = clip_standin.train(settings, images, labels, torch.device("cpu")).state_dict()
+    from equi.data.prompts import CIFAR10_CLASSES, CIFAR_TEMPLATES
+
+    tokenize = clipmodels.tokenizer_for(clipmodels.standin_clip(TINY["resnet"]))
+    used = tokenize([t.format(c) for c in CIFAR10_CLASSES for t in CIFAR_TEMPLATES]).unique()
+    unused = torch.ones(len(start), dtype=torch.bool)
+    unused[used] = False
+    assert len(used) < 100 and compact.keys() == full.keys()
+    for name in full:
+        if name != "token_embedding.weight":
+            torch.testing.assert_close(compact[name], full[name], atol=1e-6, rtol=0, msg=name)
+    torch.testing.assert_close(compact["token_embedding.weight"][used], full["token_embedding.weight"][used],
+                               atol=1e-6, rtol=0)
+    assert torch.equal(compact["token_embedding.weight"][unused], start[unused])
+    assert not torch.equal(compact["token_embedding.weight"][used], start[used])
+
+
+def test_stand_in_precision_auto_is_decided_before_it_names_the_file(monkeypatch, tmp_path):
+    """auto → bf16 where the CPU has oneDNN's bf16 kernels, float32 where bf16 would be emulated;
+    the stand-in's file (and so its runs' inputs) is named by what ran."""
+    from omegaconf import OmegaConf
+
+    from equi.cache import checkpoint_path
+    from equi.models import clip_standin
+
+    cpu = torch.device("cpu")
+    settings = compose_config(["task=clip"]).task.standin
+    assert settings.precision == "auto"
+    for native, ran in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda native=native: native)
+        assert clip_standin.resolved(settings, cpu).precision == ran
+        assert clip_standin.resolved(OmegaConf.merge(settings, {"precision": "fp32"}), cpu).precision == "fp32"
+    names = {p: checkpoint_path(tmp_path, "clip", "standin", OmegaConf.merge(settings, {"precision": p}), 0, ".pt").name
+             for p in ("bf16", "fp32")}
+    assert names["bf16"] != names["fp32"]

@@ -13,7 +13,7 @@ import torch
 from omegaconf import OmegaConf
 
 from equi import cache
-from equi.config import compose_config
+from equi.config import compose_config, run_key
 from equi.data.scan import SPLITS
 from equi.errors import MissingAssetError
 from equi.experiment import RESULTS, effective_config, execute_with_status
@@ -129,10 +129,26 @@ def test_a_record_from_before_inputs_stands_only_for_the_weights_it_ran_with():
     assert adoptable({"metrics": {"weights": "trained"}}, {"scan/x.txt": "sha256:1"})  # no weights to choose
 
 
+def test_the_stand_ins_recipe_is_in_the_inputs_of_its_runs_not_in_every_clip_run_key(data, tmp_path):
+    """Runs on real weights keep their keys when the stand-in's recipe changes; runs on the stand-in
+    are redone, since their inputs name it by its file (recipe and data)."""
+    overrides = ["task=clip", "method=equitune", "fast=true", "logger=none", "hardware.threads=1"]
+    changed = overrides + ["task.standin.lr=1e-3"]
+    for weights in ("auto", "pretrained", "standin"):
+        same = [f"task.weights={weights}"]
+        assert run_key(compose_config(overrides + same)) == run_key(compose_config(changed + same))
+    assert run_key(compose_config(overrides)) != run_key(compose_config(overrides + ["task.lambda_stage.lr=0.1"]))
+    status, first = run(overrides, tmp_path)
+    assert status == "finished" and run(overrides, tmp_path)[0] == "skipped"
+    status, second = run(changed, tmp_path)
+    assert status == "finished" and first["inputs"]["weights"] != second["inputs"]["weights"]
+    assert second["inputs"]["weights"].startswith("standin standin-seed0-")
+
+
 def test_weights_planted_for_auto_redo_the_clip_run(data, tmp_path, monkeypatch):
     overrides = ["task=clip", "method=equitune", "fast=true", "logger=none", "hardware.threads=1"]
     status, record = run(overrides, tmp_path)
-    assert status == "finished" and record["inputs"]["weights"] == "standin"
+    assert status == "finished" and record["inputs"]["weights"].startswith("standin standin-seed0-")
     assert run(overrides, tmp_path)[0] == "skipped"
 
     planted = tmp_path / "RN50.pt"  # a tiny model under the name open_clip's cache would give RN50/openai

@@ -214,6 +214,22 @@ def test_sequence_proxy_ignores_the_steps_after_the_end():
     assert seq_neg_max_prob(long) < seq_neg_max_prob(short)  # counting ended steps would reverse this
 
 
+@pytest.mark.parametrize("shape", [(3, 10), (2, 4, 50257), (4, 1, 7)])
+def test_entropy_is_minus_the_sum_of_p_log_p_within_equizeros_tie_tolerance(shape):
+    """Views whose entropies differ by rounding alone must tie (ProxyArgmin.tie_tol = 1e-5); a
+    logsumexp − E_p[logit] form, one temporary lighter, missed by 2e-4 on 50k-token logits."""
+    from equi.proxy import entropy
+
+    torch.manual_seed(0)
+    logits = torch.randn(shape) * 8
+    logits[..., 0] += 40  # some rows nearly certain (entropy ≈ 0), where cancellation would show
+    logits[0] = torch.randn(shape[1:])  # and some spread out
+    reference = -(torch.softmax(logits.double(), -1) * torch.log_softmax(logits.double(), -1)).sum(-1)
+    torch.testing.assert_close(entropy(logits).double(), reference, atol=1e-5, rtol=0)
+    masked = torch.cat([logits, torch.full((*shape[:-1], 3), -1e9)], -1)  # SCAN's ended steps
+    torch.testing.assert_close(entropy(masked), entropy(logits), atol=1e-5, rtol=0)
+
+
 def broadcast_sum(weights, views):
     """Σ_g weights[g, b]·views[g, b, …] as written: the (|G|, B, …) product, summed over the group."""
     return (weights.reshape(*weights.shape, *[1] * (views.ndim - weights.ndim)) * views).sum(0)

@@ -3,7 +3,8 @@ run keys (and SCAN checkpoint names), so finished runs and cached models keep be
 
 tests/fixtures/run_keys.json holds all 1,157 runs of the paper targets (`make -n`), pinned when
 input fingerprints landed (the 4 runs of fig-clip-offline at the stand-in's own logit scale added with
-`make paper`); composing all takes 3 min, so this test composes the first seed's
+`make paper`; the 121 CLIP runs' keys re-pinned when the stand-in's recipe left the run key for
+the run's inputs); composing all takes 3 min, so this test composes the first seed's
 runs of each target, up to PER_TARGET of them, spread over its sweep."""
 
 from __future__ import annotations

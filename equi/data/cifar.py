@@ -180,12 +180,14 @@ def normalize(images: torch.Tensor, stats: tuple = STATS) -> torch.Tensor:
 
 
 def augment(images: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Random crops (zero-padded by `pad`) and left-right mirrors, drawn per image."""
+    """Random crops (zero-padded by `pad`; none when 0) and left-right mirrors, drawn per image."""
     n, _, h, w = images.shape
-    padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
-    dy, dx = (torch.randint(2 * pad + 1, (n,), generator=generator) for _ in range(2))
-    rows = (dy[:, None] + torch.arange(h))[:, None, :, None]
-    cols = (dx[:, None] + torch.arange(w))[:, None, None, :]
-    out = padded[torch.arange(n)[:, None, None, None], torch.arange(3)[None, :, None, None], rows, cols]
+    out = images
+    if pad:
+        padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
+        dy, dx = (torch.randint(2 * pad + 1, (n,), generator=generator) for _ in range(2))
+        rows = (dy[:, None] + torch.arange(h))[:, None, :, None]
+        cols = (dx[:, None] + torch.arange(w))[:, None, None, :]
+        out = padded[torch.arange(n)[:, None, None, None], torch.arange(3)[None, :, None, None], rows, cols]
     mirror = torch.rand(n, generator=generator) < 0.5
     return torch.where(mirror[:, None, None, None], out.flip(-1), out)

@@ -82,13 +82,22 @@ def train_steps(net: nn.Module, params: list[nn.Parameter], batches, steps: int,
                    after_step=after_step)
 
 
+def standin_checkpoint(task: DictConfig, ctx: RunContext) -> tuple[Path, Path]:
+    """(CIFAR-10's folder, the stand-in's file under outputs/cache/clip): named by its recipe and the
+    files it trains on, so it is also how a run's inputs name the stand-in it reads."""
+    if task.dataset != "cifar10":
+        raise ConfigError(f"the offline stand-in knows only CIFAR-10's classes; task.dataset={task.dataset} needs real "
+                          "CLIP weights (task.weights=pretrained)")
+    root = imagesets.ensure_root("cifar10", task.data_root, ctx.data_dir, ctx.download).expanduser().resolve()
+    return root, checkpoint_path(ctx.cache_dir, "clip", "standin", clip_standin.resolved(task.standin, ctx.device),
+                                 task.standin.seed, ".pt",
+                                 {"cifar10": imagesets.fingerprint("cifar10", root, ctx.fingerprints)})
+
+
 def standin(task: DictConfig, ctx: RunContext) -> tuple[nn.Module, str, str]:
-    """The offline stand-in, trained on upright CIFAR-10 once and cached under outputs/cache/clip."""
+    """The offline stand-in, trained on upright CIFAR-10 once and cached."""
     settings = task.standin
-    root = imagesets.ensure_root("cifar10", task.data_root if task.dataset == "cifar10" else None, ctx.data_dir,
-                                 ctx.download).expanduser().resolve()
-    path = checkpoint_path(ctx.cache_dir, "clip", "standin", settings, settings.seed, ".pt",
-                           {"cifar10": imagesets.fingerprint("cifar10", root, ctx.fingerprints)})
+    root, path = standin_checkpoint(task, ctx)
     model = standin_clip(OmegaConf.to_container(settings.model, resolve=True)).to(ctx.device)
     stored = load_cached(path, lambda p: torch.load(p, map_location=ctx.device))
     if stored is not None:
@@ -132,8 +141,8 @@ def inputs(cfg: DictConfig, ctx: RunContext) -> dict:
     kind, given, download = weights_choice(task, ctx)
     if kind == "random":
         return {**found, "weights": f"{task.model} random"}
-    if kind == "standin":
-        return {**found, "weights": "standin"}
+    if kind == "standin":  # its recipe is out of the run key (schema.OfWeights): here, by its file's name
+        return {**found, "weights": f"standin {standin_checkpoint(task, ctx)[1].name}"}
     if given and Path(given).is_file():
         return {**found, "weights": f"{task.model}/{task.pretrained} {ctx.fingerprints.file(given)}"}
     if not download and not task.checkpoint:  # said before any work
@@ -150,9 +159,6 @@ def load_clip(task: DictConfig, ctx: RunContext) -> tuple[nn.Module, str, str | 
         model, path = load_pretrained(task.model, task.pretrained, task.checkpoint, download)
         weights_id = f"{task.model}|{task.pretrained}|{weights_file_id(path) if Path(path).is_file() else path}"
         return model.to(ctx.device).eval(), f"{task.model}/{task.pretrained} ({path})", weights_id
-    if task.dataset != "cifar10":
-        raise ConfigError(f"the offline stand-in knows only CIFAR-10's classes; task.dataset={task.dataset} needs real "
-                          "CLIP weights (task.weights=pretrained)")
     if task.weights == "auto":
         print(f"note: CLIP weights {task.model}/{task.pretrained} are not cached and cannot be downloaded here "
               f"({'download=false' if not ctx.download else 'their host does not answer'}); using the offline "

@@ -5,10 +5,12 @@ from __future__ import annotations
 from ...data.imagesets import DATASETS, TRANSFORMS
 from ...groups.image import BY_NAME as IMAGE_GROUPS
 from ...schema import (BATCH, EPOCHS, EXAMPLES, EXAMPLES_OR_ALL, LAYERS, LENGTH, MAX_STEPS, MAX_VOCAB, RATE,
-                       SCORE_PROXIES, SEED, STEPS, TEXT, WIDTH, Choice, Either, ListOf, Number, Rule, Text, block, up_to)
+                       SCORE_PROXIES, SEED, STEPS, TEXT, WIDTH, Choice, Either, ListOf, Number, OfWeights, Rule, Text, block,
+                       up_to)
 
 STANDIN = {"seed": SEED, "epochs": EPOCHS, "examples_per_epoch": EXAMPLES_OR_ALL, "per_class": EXAMPLES_OR_ALL,
            "eval_per_class": EXAMPLES_OR_ALL, "batch_size": BATCH, "lr": RATE, "weight_decay": Number(low=0),
+           "augment": Choice(("flip", "crop_flip")), "precision": Choice(("auto", "bf16", "fp32")),
            "model.embed_dim": WIDTH, "model.vision_cfg.image_size": LENGTH,
            "model.vision_cfg.layers": ListOf(LAYERS, nonempty=True), "model.vision_cfg.width": WIDTH,
            **block("model.text_cfg", {"context_length": LENGTH, "vocab_size": up_to(MAX_VOCAB), "width": WIDTH,
@@ -25,5 +27,5 @@ RULES: dict[str, Rule] = {
     **block("lambda_stage", {"steps": up_to(MAX_STEPS, low=0), "batch_size": BATCH, "lr": RATE}),
     **block("finetune", {"steps": up_to(MAX_STEPS, low=0), "eval_every": STEPS, "batch_size": BATCH}),
     "finetune.lr_by_method.*": RATE,
-    **block("standin", STANDIN),
+    **block("standin", {key: OfWeights(rule) for key, rule in STANDIN.items()}),  # in the run's inputs instead
 }
