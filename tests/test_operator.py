@@ -230,6 +230,29 @@ def test_entropy_is_minus_the_sum_of_p_log_p_within_equizeros_tie_tolerance(shap
     torch.testing.assert_close(entropy(masked), entropy(logits), atol=1e-5, rtol=0)
 
 
+def test_equizero_scores_views_over_a_mebibyte_one_at_a_time_and_picks_the_same(monkeypatch):
+    """A named (row-wise) proxy on an LM's 50k-token logits runs view by view, so its temporaries
+    are one view's; the weights, ties included, are those of one call on all views."""
+    from equi.proxy import PROXIES, entropy
+    from equi.weighting import ProxyArgmin
+
+    calls = []
+    monkeypatch.setitem(PROXIES, "entropy", lambda x: calls.append(tuple(x.shape)) or entropy(x))
+    torch.manual_seed(0)
+    logits = torch.randn(3, 8, 50257) * 4
+    logits[1, :3] = logits[0, :3]  # a prompt the group fixes: its views tie
+    weighting = ProxyArgmin("entropy")
+    by_view = weighting(logits, None)
+    assert calls == [(8, 50257)] * 3
+    assert torch.equal(by_view[0, :3], by_view[1, :3]) and by_view.amax(0).eq(1).all()
+    calls.clear()
+    weighting(logits[:, :, :1000], None)  # small views: one call
+    assert calls == [(3, 8, 1000)]
+    calls.clear()
+    monkeypatch.setattr(ProxyArgmin, "VIEW_BY_VIEW", 10**9)
+    assert torch.equal(weighting(logits, None), by_view) and calls == [(3, 8, 50257)]
+
+
 def broadcast_sum(weights, views):
     """Σ_g weights[g, b]·views[g, b, …] as written: the (|G|, B, …) product, summed over the group."""
     return (weights.reshape(*weights.shape, *[1] * (views.ndim - weights.ndim)) * views).sum(0)
