@@ -253,12 +253,15 @@ class Added(Wrapping):
 
 @dataclass(frozen=True)
 class OfWeights(Wrapping):
-    """A setting of the weights a run may load, not of the run (the offline stand-in's recipe): out
-    of the run key, so runs on other weights keep their keys when it changes; the task's ``inputs``
-    names the weights by it where the run reads them (equi.inputs)."""
+    """A setting of weights a run may load (the offline stand-in's recipe): in the run key only of
+    runs that name those weights (``task.weights`` = ``weights``), so runs on other weights keep
+    their keys when it changes. Where ``task.weights=auto`` picks them by what is cached, the task's
+    ``inputs`` name them instead (equi.inputs), and a changed recipe redoes the run there."""
+
+    weights: str = ""
 
     def in_run_key(self, value, cfg) -> bool:
-        return False
+        return OmegaConf.select(cfg, "task.weights") == self.weights
 
 
 @dataclass(frozen=True)

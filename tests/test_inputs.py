@@ -129,14 +129,15 @@ def test_a_record_from_before_inputs_stands_only_for_the_weights_it_ran_with():
     assert adoptable({"metrics": {"weights": "trained"}}, {"scan/x.txt": "sha256:1"})  # no weights to choose
 
 
-def test_the_stand_ins_recipe_is_in_the_inputs_of_its_runs_not_in_every_clip_run_key(data, tmp_path):
-    """Runs on real weights keep their keys when the stand-in's recipe changes; runs on the stand-in
-    are redone, since their inputs name it by its file (recipe and data)."""
+def test_the_stand_ins_recipe_keys_only_the_runs_that_name_it_and_auto_runs_through_their_inputs(data, tmp_path):
+    """Runs on real weights keep their keys when the stand-in's recipe changes; runs that name the
+    stand-in get new keys (older ones are stale to the report); weights=auto runs on the stand-in
+    keep theirs and are redone, since their inputs name it by its file (recipe and data)."""
     overrides = ["task=clip", "method=equitune", "fast=true", "logger=none", "hardware.threads=1"]
     changed = overrides + ["task.standin.lr=1e-3"]
-    for weights in ("auto", "pretrained", "standin"):
-        same = [f"task.weights={weights}"]
-        assert run_key(compose_config(overrides + same)) == run_key(compose_config(changed + same))
+    for weights, same in (("auto", True), ("pretrained", True), ("random", True), ("standin", False)):
+        chosen = [f"task.weights={weights}"]
+        assert (run_key(compose_config(overrides + chosen)) == run_key(compose_config(changed + chosen))) == same
     assert run_key(compose_config(overrides)) != run_key(compose_config(overrides + ["task.lambda_stage.lr=0.1"]))
     status, first = run(overrides, tmp_path)
     assert status == "finished" and run(overrides, tmp_path)[0] == "skipped"

@@ -141,7 +141,7 @@ def inputs(cfg: DictConfig, ctx: RunContext) -> dict:
     kind, given, download = weights_choice(task, ctx)
     if kind == "random":
         return {**found, "weights": f"{task.model} random"}
-    if kind == "standin":  # its recipe is out of the run key (schema.OfWeights): here, by its file's name
+    if kind == "standin":  # by its file's name: under weights=auto its recipe is out of the run key (schema.OfWeights)
         return {**found, "weights": f"standin {standin_checkpoint(task, ctx)[1].name}"}
     if given and Path(given).is_file():
         return {**found, "weights": f"{task.model}/{task.pretrained} {ctx.fingerprints.file(given)}"}

@@ -27,5 +27,5 @@ RULES: dict[str, Rule] = {
     **block("lambda_stage", {"steps": up_to(MAX_STEPS, low=0), "batch_size": BATCH, "lr": RATE}),
     **block("finetune", {"steps": up_to(MAX_STEPS, low=0), "eval_every": STEPS, "batch_size": BATCH}),
     "finetune.lr_by_method.*": RATE,
-    **block("standin", {key: OfWeights(rule) for key, rule in STANDIN.items()}),  # in the run's inputs instead
+    **block("standin", {key: OfWeights(rule, "standin") for key, rule in STANDIN.items()}),
 }
