@@ -3,19 +3,24 @@ cached zero-shot heads, one-line errors for missing weights and data, the transf
 
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 import equi
+from equi.cache import checkpoint_path
 from equi.config import compose_config
 from equi.tasks.clip import assets as clip_asset_rows
 from equi.data import catalog, imagesets
+from equi.data.prompts import CIFAR10_CLASSES, CIFAR_TEMPLATES
 from equi.errors import ConfigError, MissingAssetError
 from equi.experiment import execute
 from equi.groups import image
 from equi.methods import wrap
 from equi.models import clip as clipmodels
+from equi.models import clip_standin
 from equi.tasks.clip import check_assets
 from equi.tasks.clip import figures as clip_figures
 from equi.tasks.clip import runner as cliptask
@@ -264,12 +269,6 @@ def test_cifar100_release_loads_the_first_images_of_each_class(tmp_path, monkeyp
 def test_stand_in_trains_the_caption_rows_as_the_full_token_table_would(monkeypatch):
     """`caption_rows` swaps in only the token rows the captions use: every other parameter and every
     used row ends where training with the whole 49,408-row table ends; the unused rows keep their start."""
-    from contextlib import contextmanager
-
-    from omegaconf import OmegaConf
-
-    from equi.models import clip_standin
-
     settings = OmegaConf.create({"seed": 0, "epochs": 2, "examples_per_epoch": None, "batch_size": 8, "lr": 1e-2,
                                  "weight_decay": 0.05, "augment": "flip", "precision": "fp32", "model": TINY["resnet"]})
     images = torch.randint(0, 256, (24, 3, 32, 32), dtype=torch.uint8)
@@ -284,7 +283,6 @@ def test_stand_in_trains_the_caption_rows_as_the_full_token_table_would(monkeypa
 
     monkeypatch.setattr(clip_standin, "caption_rows", whole_table)
     full = clip_standin.train(settings, images, labels, torch.device("cpu")).state_dict()
-    from equi.data.prompts import CIFAR10_CLASSES, CIFAR_TEMPLATES
 
     tokenize = clipmodels.tokenizer_for(clipmodels.standin_clip(TINY["resnet"]))
     used = tokenize([t.format(c) for c in CIFAR10_CLASSES for t in CIFAR_TEMPLATES]).unique()
@@ -303,11 +301,6 @@ def test_stand_in_trains_the_caption_rows_as_the_full_token_table_would(monkeypa
 def test_stand_in_precision_auto_is_decided_before_it_names_the_file(monkeypatch, tmp_path):
     """auto → bf16 where the CPU has oneDNN's bf16 kernels, float32 where bf16 would be emulated;
     the stand-in's file (and so its runs' inputs) is named by what ran."""
-    from omegaconf import OmegaConf
-
-    from equi.cache import checkpoint_path
-    from equi.models import clip_standin
-
     cpu = torch.device("cpu")
     settings = compose_config(["task=clip"]).task.standin
     assert settings.precision == "auto"
