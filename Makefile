@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 SEEDS ?= 0,1,2,3,4
 SET_SIZES ?= 2,4,8
 ARGS ?=            # extra overrides for every run, e.g. ARGS="hardware=cuda logger=none"
+# where runs write (conf/config.yaml's paths.outputs), and the tables and figures
+OUTPUTS = $(or $(EQUI_OUTPUTS),outputs)
 
 .PHONY: setup run data test paper paper-report table-d5 fig2 fig2-budget table2 table-scan-gru table-scan-rnn table-scan-finetune table-scan-finetune-lstm table-scan-finetune-gru table-scan-finetune-rnn table-scan-g table-scan-lambda fig-scan-fewshot pretrain-cnn fig-cnn fig-cnn-paper pretrain-clip fig7 fig4 fig8 fig5a fig11a fig12 fig-clip-offline table1 fig3 fig9 tables-nlg-samples bench bench-precision bench-scan bench-nlg gpu-check gpu-wheels clean-runs
 
@@ -54,7 +56,7 @@ paper-report: setup
 table-d5: setup
 	$(PY) run.py -m experiment=d5_mlp,d5_canon seed=$(SEEDS) $(ARGS)
 	$(PY) run.py -m experiment=d5_canon_lambda method.extra_rotations=$(SET_SIZES) seed=$(SEEDS) $(ARGS)
-	$(PY) -m equi.report --task synthetic --paper-rows --where task.canonicalizer=sum --out outputs/tables/table_d5.md
+	$(PY) -m equi.report --task synthetic --paper-rows --where task.canonicalizer=sum --out $(OUTPUTS)/tables/table_d5.md
 
 ## Paper Figure 2: pretrained DQNs (5 seeds) with vanilla / equitune / equizero acting, per environment.
 fig2: setup
@@ -106,7 +108,7 @@ table2 table-scan-gru table-scan-rnn: setup
 	$(call SCAN_TOGETHER,$(call SCAN_RUNS,$(CELL)))
 	$(PY) run.py -m $(call SCAN_RUNS,$(CELL)) method=vanilla,equitune,equizero $(ARGS)
 	$(PY) run.py -m $(call SCAN_RUNS,$(CELL)) method=equitune method.decoding=stepwise $(ARGS)
-	$(PY) -m equi.report $(call SCAN_ROWS,$(CELL)) --where method.name!=lambda --where task.finetune.examples=0 --out outputs/tables/$(call SCAN_TABLE,$(subst -,_,$@)).md
+	$(PY) -m equi.report $(call SCAN_ROWS,$(CELL)) --where method.name!=lambda --where task.finetune.examples=0 --out $(OUTPUTS)/tables/$(call SCAN_TABLE,$(subst -,_,$@)).md
 
 ## SCAN finetuning (the paper's Tab 10–12): LSTM, EquiLSTM, EquizeroLSTM finetuned for 10k examples (SCAN_FINETUNE_EXAMPLES) through
 ## each method; table-scan-finetune-gru / -rnn the same for GRU and RNN.
@@ -120,19 +122,19 @@ table-scan-finetune-lstm table-scan-finetune-gru table-scan-finetune-rnn: table-
 	$(call SCAN_TOGETHER,$(call SCAN_RUNS,$*))
 	$(PY) run.py -m $(call SCAN_RUNS,$*) $(SCAN_FINETUNING) method=vanilla,equitune,equizero $(ARGS)
 	$(PY) run.py -m $(call SCAN_RUNS,$*) $(SCAN_FINETUNING) method=equitune method.decoding=stepwise $(ARGS)
-	$(PY) -m equi.report $(call SCAN_ROWS,$*) --where task/scan/finetune=$(SCAN_FINETUNE) --where method.name!=lambda --where task.finetune.examples=$(SCAN_FINETUNE_EXAMPLES) --out outputs/tables/$(call SCAN_FINETUNE_TABLE,table_scan_finetune_$*).md
+	$(PY) -m equi.report $(call SCAN_ROWS,$*) --where task/scan/finetune=$(SCAN_FINETUNE) --where method.name!=lambda --where task.finetune.examples=$(SCAN_FINETUNE_EXAMPLES) --out $(OUTPUTS)/tables/$(call SCAN_FINETUNE_TABLE,table_scan_finetune_$*).md
 
 ## Gordon et al.'s G-LSTM / G-GRU / G-RNN (equivariant by weight tying), trained from scratch, zero-shot.
 GMODELS ?= scan_glstm,scan_ggru,scan_grnn
 table-scan-g: setup
 	$(PY) run.py -m experiment=$(GMODELS) task.split=add_jump,around_right seed=$(SCAN_SEEDS) $(ARGS)
-	$(PY) -m equi.report --task scan --digits 1 --paper-rows --where task.architecture=gseq2seq --where method.name=vanilla --where task.pretrain.keep!=best_val --where task.limit=None --where task.finetune.examples=0 --out outputs/tables/table_scan_g.md
+	$(PY) -m equi.report --task scan --digits 1 --paper-rows --where task.architecture=gseq2seq --where method.name=vanilla --where task.pretrain.keep!=best_val --where task.limit=None --where task.finetune.examples=0 --out $(OUTPUTS)/tables/table_scan_g.md
 
 ## SCAN λ-equitune (λ trained over each view's command summary, model frozen), LSTM, zero-shot.
 table-scan-lambda: setup
 	$(call SCAN_TOGETHER,$(call SCAN_RUNS,lstm))
 	$(PY) run.py -m $(call SCAN_RUNS,lstm) method=lambda method.decoding=null,stepwise $(ARGS)
-	$(PY) -m equi.report $(call SCAN_ROWS,lstm) --where method.name=lambda --where task.finetune.examples=0 --out outputs/tables/$(call SCAN_TABLE,table_scan_lambda).md
+	$(PY) -m equi.report $(call SCAN_ROWS,lstm) --where method.name=lambda --where task.finetune.examples=0 --out $(OUTPUTS)/tables/$(call SCAN_TABLE,table_scan_lambda).md
 
 ## SCAN few-shot curve (Add Jump, LSTM): test accuracy against finetuning examples (SCAN_MODEL as above;
 ## our finetuning recipe, whose 10k point is table-scan-finetune's with SCAN_FINETUNE=ours).
@@ -140,7 +142,7 @@ FEWSHOT ?= 0,1000,2500,5000,10000
 fig-scan-fewshot: setup
 	$(call SCAN_TOGETHER,task=scan task.cell=lstm task.split=add_jump seed=$(SCAN_SEEDS) $(call SCAN_RECIPES,lstm))
 	$(PY) run.py -m task=scan task.cell=lstm task.split=add_jump method=vanilla,equitune,equizero task.finetune.examples=$(FEWSHOT) seed=$(SCAN_SEEDS) $(call SCAN_RECIPES,lstm) $(ARGS)
-	$(PY) -m equi.tasks.scan.figures --where task/scan/model=$(SCAN_MODEL) --where task/scan/pretrain=$(call SCAN_PRETRAIN_RECIPE,lstm) --where task/scan/finetune=ours --png outputs/figures/$(call SCAN_TABLE,fig_scan_fewshot).png --table outputs/tables/$(call SCAN_TABLE,fig_scan_fewshot).md
+	$(PY) -m equi.tasks.scan.figures --where task/scan/model=$(SCAN_MODEL) --where task/scan/pretrain=$(call SCAN_PRETRAIN_RECIPE,lstm) --where task/scan/finetune=ours --png $(OUTPUTS)/figures/$(call SCAN_TABLE,fig_scan_fewshot).png --table $(OUTPUTS)/tables/$(call SCAN_TABLE,fig_scan_fewshot).md
 
 ## rot90-CIFAR10: the pretrained CNNs (ImageNet weights adapted to CIFAR-10 when torchvision can get
 ## them, else trained from scratch on upright CIFAR-10: measured 41 min for ResNet and 73 min for AlexNet
@@ -306,4 +308,4 @@ bench-scan: setup
 	$(PY) scripts/bench_scan.py $(BENCH_SCAN_ARGS)
 
 clean-runs:
-	rm -rf outputs/runs
+	rm -rf $(OUTPUTS)/runs

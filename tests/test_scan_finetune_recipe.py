@@ -222,6 +222,16 @@ def test_the_scan_tables_pretrain_the_papers_way_unless_told_ours():
     assert "SCAN_PRETRAIN=papr is not a SCAN pretraining recipe; choose paper or ours" in bad.stderr
 
 
+@pytest.mark.parametrize("target", ["table-d5", "table2", "table-scan-finetune", "table-scan-g", "table-scan-lambda",
+                                    "fig-scan-fewshot", "clean-runs"])
+def test_the_tables_and_figures_go_where_the_runs_do(target, tmp_path):
+    """EQUI_OUTPUTS moves the runs (paths.outputs), so a target's table, figure and clean-up follow it."""
+    lines = make_dry(f"EQUI_OUTPUTS={tmp_path}", target=target).stdout.splitlines()
+    words = [w for line in lines if " -m equi." in line or line.startswith("rm ") for w in line.split()]
+    paths = [w for w, before in zip(words[1:], words) if before in ("--out", "--png", "--table", "-rf")]
+    assert paths and all(p.startswith(f"{tmp_path}/") for p in paths), paths
+
+
 @pytest.mark.parametrize("target,variables", [
     ("table2", []), ("table2", ["SCAN_PRETRAIN=ours"]), ("table2", ["SCAN_MODEL=ours"]),
     ("table-scan-finetune", []), ("table-scan-finetune", ["SCAN_FINETUNE=ours"]),
