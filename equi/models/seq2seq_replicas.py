@@ -177,23 +177,24 @@ class ReplicaPaperSeq2Seq(nn.Module):
         hidden_bias = torch.cat([w["encoder.bias_hh_l0"], w["encoder.bias_hh_l0_reverse"]]).unsqueeze(1)
         zeros = embedded.new_zeros((2 * k, b, hidden_t.shape[1]))
         state = (zeros, zeros) if self.cell.kind == "lstm" else zeros
-        positions = torch.arange(s, device=src.device)
+        # step t of both directions at once, for every t: the forward direction reads word t, the
+        # reverse one word s-1-t (a command from its last word); made before the loop, not in it
+        step_in = torch.cat([gates_in[0], gates_in[1].flip(2)]).permute(2, 0, 1, 3).contiguous()  # (s, 2K, b, G·H)
+        positions = torch.arange(s, device=src.device).view(s, 1, 1)
+        valid = torch.cat([positions < lengths, positions.flip(0) < lengths], dim=1).unsqueeze(-1)  # (s, 2K, b, 1)
+        kept = valid.to(embedded.dtype)
         forward_out, backward_out, steps = [], [None] * s, []
         for t in range(s):
-            back = s - 1 - t  # the reverse direction reads the command from its last word
-            step_in = torch.cat([gates_in[0][:, :, t], gates_in[1][:, :, back]])
-            valid = torch.cat([positions[t] < lengths, positions[back] < lengths]).unsqueeze(-1)  # (2K, b, 1)
-            new, saved = self.cell.forward(step_in, state, hidden_t, hidden_bias)
-            kept = valid.to(embedded.dtype)
-            steps.append((state, (kept, 1 - kept), saved))
-            state = tuple(torch.where(valid, n, o) for n, o in zip(new, state)) if isinstance(new, tuple) \
-                else torch.where(valid, new, state)
-            out = _h(state) * valid
+            new, saved = self.cell.forward(step_in[t], state, hidden_t, hidden_bias)
+            steps.append((state, saved))
+            state = tuple(torch.where(valid[t], n, o) for n, o in zip(new, state)) if isinstance(new, tuple) \
+                else torch.where(valid[t], new, state)
+            out = _h(state) * kept[t]
             forward_out.append(out[:k])
-            backward_out[back] = out[k:]
+            backward_out[s - 1 - t] = out[k:]
         memory = torch.cat([torch.stack(forward_out, 2), torch.stack(backward_out, 2)], dim=-1)
         if tape is not None:
-            tape.update(src=src, embedded=embedded, encoder_steps=steps)
+            tape.update(src=src, embedded=embedded, encoder_steps=steps, encoder_kept=kept)
 
         def side_by_side(h):  # (2K, b, H): forward then backward → (K, b, 2H)
             return torch.cat([h[:k], h[k:]], dim=-1)
@@ -206,19 +207,21 @@ class ReplicaPaperSeq2Seq(nn.Module):
         k, b, _ = src.shape
         memory, state = self.encode(w, src, tape)
         flat_memory = memory.reshape(k * b, memory.shape[2], -1)
-        blocked = (src == self.pad_id).reshape(k * b, 1, -1)
+        # −inf at padding, added to the attention scores by their own matmul (a masked_fill less a step)
+        padding = torch.zeros(k * b, 1, src.shape[2], dtype=memory.dtype, device=src.device) \
+            .masked_fill_((src == self.pad_id).reshape(k * b, 1, -1), float("-inf"))
         loop = self._transposed(w, ("combine.weight", "decoder.weight_ih_l0", "decoder.weight_hh_l0", "out.weight"))
         loop.update({name: w[name].unsqueeze(1) for name in ("combine.bias", "decoder.bias_ih_l0", "decoder.bias_hh_l0", "out.bias")},
                     embed_out=self._lookup(w["embed_out.weight"]))
-        return state, (flat_memory, flat_memory.transpose(1, 2), blocked, loop)
+        return state, (flat_memory, flat_memory.transpose(1, 2), padding, loop)
 
     def step(self, prev: torch.Tensor, state, read, dropout: torch.Tensor | None = None):
         """One decoder step for every replica: previous tokens (K, b) → logits (K, b, V), next state
         and what backward reads (``PaperSeq2Seq.step``: attention from the state before the step)."""
-        memory, keys, blocked, loop = read
+        memory, keys, padding, loop = read
         k, b = prev.shape
         query = _h(state).reshape(k * b, 1, -1)
-        attention = torch.softmax(torch.bmm(query, keys).masked_fill(blocked, float("-inf")), dim=-1)
+        attention = torch.softmax(torch.baddbmm(padding, query, keys), dim=-1)
         context = torch.bmm(attention, memory).reshape(k, b, -1)
         embedded = loop["embed_out"](prev)
         if dropout is not None:
@@ -334,9 +337,12 @@ class ReplicaPaperSeq2Seq(nn.Module):
     def _encoder_backward(self, w: dict, tape: dict, d_memory: torch.Tensor, d_first) -> dict[str, torch.Tensor]:
         """The encoder's weight gradients from its memory's (K, b, S, 2H) and its final state's
         (the decoder's first state: K, b, 2H)."""
-        src, embedded, steps = tape["src"], tape["embedded"], tape["encoder_steps"]
+        src, embedded, steps, kept = tape["src"], tape["embedded"], tape["encoder_steps"], tape["encoder_kept"]
         k, b, s = src.shape
         hidden = d_memory.shape[-1] // 2
+        # each step's output gradient, both directions as the loop stepped them: (s, 2K, b, H)
+        d_outputs = torch.cat([d_memory[..., :hidden], d_memory[..., hidden:].flip(2)]).permute(2, 0, 1, 3) * kept
+        dropped = 1 - kept
 
         def apart(x):  # (K, b, 2H) → (2K, b, H): forward then backward, as the loop steps them
             return torch.cat([x[..., :hidden], x[..., hidden:]])
@@ -347,9 +353,9 @@ class ReplicaPaperSeq2Seq(nn.Module):
         d_forward_in, d_backward_in, d_gates_h, queries = [None] * s, [None] * s, [], []
         for t in reversed(range(s)):
             back = s - 1 - t
-            state, (valid, invalid), saved = steps[t]
-            d_out = torch.cat([d_memory[:, :, t, :hidden], d_memory[:, :, back, hidden:]]) * valid
-            d_state = _add_state(d_state, (d_out, None) if is_pair else d_out)
+            state, saved = steps[t]
+            valid, invalid = kept[t], dropped[t]
+            d_state = _add_state(d_state, (d_outputs[t], None) if is_pair else d_outputs[t])
             # state after the step = where(valid, the cell's new state, the state before)
             d_new = tuple(x * valid for x in d_state) if is_pair else d_state * valid
             d_kept = tuple(x * invalid for x in d_state) if is_pair else d_state * invalid

@@ -119,27 +119,30 @@ def pretrain_together(models: list[PaperSeq2Seq], replicas: list[Replica], task:
                 best[i].update(val_accuracy=score, examples=seen, state=stack.state_dict_of(i))
         stack.train()
 
+    # the recipe read once: a config look-up costs about as much as a replica's tiny operation
+    batch, teacher_forcing, loss, clip = settings.batch_size, settings.teacher_forcing, settings.loss, settings.clip
+    keep_best, val_every, examples = settings.keep == "best_val", settings.val_every, settings.examples
     stack.train()
     progress = tqdm(range(steps), desc=f"{desc} ×{k}", unit="step", mininterval=0.5, position=position)
     for step in progress:
-        draws = [(torch.randint(n, (settings.batch_size,), generator=g), torch.rand((), generator=g).item())
-                 for n, g in zip(sizes, generators)]
+        draws = [(torch.randint(n, (batch,), generator=g), torch.rand((), generator=g)) for n, g in zip(sizes, generators)]
         idx = torch.stack([i for i, _ in draws]).to(device)
-        forced = torch.tensor([coin < settings.teacher_forcing for _, coin in draws], device=device)
+        # the solo loop's `coin.item() < teacher_forcing`, compared in float64 as Python compares
+        forced = (torch.stack([coin for _, coin in draws]).double() < teacher_forcing).to(device)
         width_in, width_out = int(src_len[rows, idx].max()), int(tgt_len[rows, idx].max())
         src, tgt = src_all[rows, idx, :width_in], tgt_all[rows, idx, :width_out]
-        losses = replica_losses(stack(src, tgt, forced).float().log_softmax(-1), tgt, settings.loss)
+        losses = replica_losses(stack(src, tgt, forced).float().log_softmax(-1), tgt, loss)
         opt.zero_grad()
         losses.sum().backward()  # replica k's loss reaches replica k's weights only
-        clip_per_replica(groups, settings.clip)
+        clip_per_replica(groups, clip)
         opt.step()
         if decay is not None:
             decay.step()
         if step % 50 == 0:
             progress.set_postfix(loss=f"{losses.mean().item():.4f}")
-        seen = (step + 1) * settings.batch_size
-        if settings.keep == "best_val" and (step + 1 == steps or seen // settings.val_every > step * settings.batch_size // settings.val_every):
-            check(min(seen, settings.examples))
+        seen = (step + 1) * batch
+        if keep_best and (step + 1 == steps or seen // val_every > step * batch // val_every):
+            check(min(seen, examples))
     for i, (model, record) in enumerate(zip(models, best)):
         model.load_state_dict(record.pop("state") if settings.keep == "best_val" else stack.state_dict_of(i))
         model.eval()
