@@ -51,10 +51,11 @@ def solo_rate(task, train, steps: int, device) -> float:
     return steady_rate(train_fn, steps, task.pretrain.batch_size)
 
 
-def replica_seconds(task, sets, k: int, steps: int, device, first: int = 0, wait=lambda: None) -> tuple[float, float]:
-    """Seconds of passes of `steps` and 3·`steps` steps of k replicas (training sets from `first` on),
-    each started after wait()."""
-    replicas = [Replica(i, sets[(first + i) % len(sets)], None, str(i)) for i in range(k)]
+def replica_seconds(task, sets, k: int, steps: int, device, share=(0, 1), wait=lambda: None) -> tuple[float, float]:
+    """Seconds of passes of `steps` and 3·`steps` steps of k replicas (training sets share[0],
+    share[0] + share[1], …: one process's share of a split pass), each started after wait()."""
+    first, every = share
+    replicas = [Replica(i, sets[(first + i * every) % len(sets)], None, str(i)) for i in range(k)]
 
     def train_fn(n):
         settings = OmegaConf.merge(task, {"pretrain": {"examples": n, "keep": "last"}})
@@ -71,23 +72,23 @@ def replica_rate(task, sets, k: int, steps: int, device) -> float:
     return 2 * steps * k / (long - short)
 
 
-def share_seconds(cell: str, release: str, k: int, first: int, steps: int, barrier) -> tuple[float, float]:
+def share_seconds(cell: str, release: str, k: int, share: tuple[int, int], steps: int, barrier) -> tuple[float, float]:
     """In a process of split_rate: replica_seconds of its k replicas on one thread."""
     torch.set_num_threads(1)
     task, sets, _ = scan_sets(cell, release)
-    return replica_seconds(task, sets, k, steps, torch.device("cpu"), first, barrier.wait)
+    return replica_seconds(task, sets, k, steps, torch.device("cpu"), share, barrier.wait)
 
 
 def split_rate(cell: str, release: str, k: int, steps: int, processes: int) -> float:
-    """Examples/s of k replicas as `processes` passes at once, one thread each, on consecutive
-    training sets (as the replicas module splits a pass): every timed run starts in all processes
-    together, and the slowest one's time counts."""
+    """Examples/s of k replicas as `processes` passes at once, one thread each, the training sets
+    dealt out in turn (as the replicas module splits a pass): every timed run starts in all
+    processes together, and the slowest one's time counts."""
     spawn = multiprocessing.get_context("spawn")
     sizes = [len(range(i, k, processes)) for i in range(processes)]
-    firsts = [sum(sizes[:i]) for i in range(processes)]
+    shares = [(i, processes) for i in range(processes)]
     with spawn.Manager() as manager, concurrent.futures.ProcessPoolExecutor(processes, mp_context=spawn) as pool:
         barrier = manager.Barrier(processes, timeout=1800)  # a process that fails breaks it for the others
-        times = list(pool.map(share_seconds, [cell] * processes, [release] * processes, sizes, firsts,
+        times = list(pool.map(share_seconds, [cell] * processes, [release] * processes, sizes, shares,
                               [steps] * processes, [barrier] * processes))
     return 2 * steps * k / (max(long for _, long in times) - max(short for short, _ in times))
 

@@ -155,16 +155,22 @@ def test_a_sweep_finds_the_models_trained_together(tmp_path, capsys):
     assert metrics["pretrain_kept_examples"] in (4, 8)
 
 
-def test_a_pass_split_across_processes_trains_the_same_models(tmp_path, monkeypatch, capsys):
+def test_a_pass_split_across_processes_trains_the_same_models(tmp_path, monkeypatch, capfd):
     """--processes 2: two passes of two replicas at once, one thread each; without dropout each model
-    is the one a single pass of four trains (to 1e-6), and says it was replica r of 2."""
+    is the one a single pass of four trains (to 1e-6), and says it was replica r of 2. The sweep
+    lists the models split by split; each pass gets one of each (its steps last as long as its
+    longest example, so one split's pass would finish well after the other's)."""
     sweep = [*PAPER, "fast=true", "logger=none", "task.fast.pretrain.examples=6", "task.pretrain.val_every=3",
              "task.hidden=8", "task.dropout=0", "method=vanilla", "task.split=add_jump,around_right", "seed=0,1"]
     trained = {}
     for processes in ("1", "2"):
         monkeypatch.setenv("EQUI_OUTPUTS", str(tmp_path / processes))
         assert rep.main(["--processes", processes, *sweep]) == 0
-        assert "4 models trained" in capsys.readouterr().out
+        out = capfd.readouterr().out  # the passes' own processes print too
+        assert "4 models trained" in out
+        passes = [line for line in out.splitlines() if " models together: " in line]
+        assert len(passes) == int(processes)
+        assert all("add_jump" in line and "around_right" in line for line in passes), passes
         files = sorted((tmp_path / processes / "cache" / "scan").glob("*.pt"))
         trained[processes] = {f.name: (torch.load(f), json.loads(f.with_suffix(".json").read_text())) for f in files}
     assert len(trained["2"]) == 4 and trained["1"].keys() == trained["2"].keys()

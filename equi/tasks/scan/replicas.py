@@ -238,12 +238,14 @@ def train_apart(overrides: list[str], models: list[Pending], processes: int) -> 
     is bound by the Python overhead of its many tiny operations, which one process runs on one
     core; two passes of 3 replicas train 6 models 15–50% faster than one pass of 6 on two
     threads in our runs (docs/tasks/scan.md). Each share is a pass of its own: its replicas are the same solo
-    runs, only the dropout masks, drawn per pass, differ."""
+    runs, only the dropout masks, drawn per pass, differ. The models are dealt out in turn: a
+    sweep lists them split by split, and a pass steps as long as its longest example, so a pass
+    of one split's models alone would finish minutes after the other (Add Jump's targets are
+    longer) while its core waits."""
     import concurrent.futures
     import multiprocessing
 
-    size = -(-len(models) // processes)
-    shares = [[str(m.path) for m in models[i : i + size]] for i in range(0, len(models), size)]
+    shares = [[str(m.path) for m in models[i::processes]] for i in range(processes)]
     with concurrent.futures.ProcessPoolExecutor(len(shares), mp_context=multiprocessing.get_context("spawn")) as pool:
         for job in [pool.submit(train_share, overrides, share, position) for position, share in enumerate(shares)]:
             job.result()
