@@ -285,6 +285,22 @@ def test_the_batched_weighted_sum_keeps_the_products_dtype_under_autocast():
     torch.testing.assert_close(both.float(), broadcast_sum(weights.bfloat16().float(), low.float()), rtol=8e-3, atol=0)
 
 
+def test_aggregate_takes_the_matmul_only_for_views_over_its_threshold(monkeypatch):
+    """A decoder step's small views: the product as written (a matmul's setup would cost more);
+    an LM's 50k-token ones: the batched matmul, which holds no (|G|, B, …) product. Both sums."""
+    import equi.operator
+
+    calls = []
+    monkeypatch.setattr(equi.operator, "weighted_sum", lambda w, v: calls.append(tuple(v.shape)) or weighted_sum(w, v))
+    op = equi.EquivariantWrapper(nn.Identity(), G.identity())
+    limit = op.MATMUL_ABOVE
+    for shape in [(2, 64, 9), (2, 1, limit), (2, 1, limit + 1), (2, 4, 50257)]:
+        views, weights = torch.randn(shape), torch.rand(shape[:2])
+        out, _ = op.aggregate(views, None, weights)
+        torch.testing.assert_close(out, broadcast_sum(weights / weights.sum(0), views), rtol=1e-6, atol=1e-6)
+    assert calls == [(2, 1, limit + 1), (2, 4, 50257)]
+
+
 def test_aggregate_sums_as_written_and_takes_weights_computed_before():
     views, features = torch.randn(3, 4, 2, 5), torch.randn(3, 4, 6)
     lam = equi.LambdaNet(6, hidden=8)
