@@ -168,7 +168,7 @@ class EquivariantWrapper(nn.Module):
         weights = weights / weights.sum(0, keepdim=True)
         if weights.ndim == 2 and views.ndim > 2 and views[0].numel() > self.MATMUL_ABOVE:
             out = weighted_sum(weights, views)
-        else:  # the product as written: for small views faster than a matmul's setup, and as small
+        else:  # the product as written: for small views faster than a matmul's setup, and no bigger than them
             out = (weights.reshape(*weights.shape, *([1] * (views.ndim - weights.ndim))) * views).sum(0)
         if self.weighting.straight_through and views.requires_grad:
             # only where gradients flow: in float32, mean + (out − mean) loses out's small
