@@ -99,6 +99,9 @@ def pretrain_together(models: list[PaperSeq2Seq], replicas: list[Replica], task:
     settings = task.pretrain
     if settings.get("weight_decay", 0.0):
         raise ConfigError("replica pretraining has no weight decay (no pretraining recipe uses one)")
+    # the recipe read once: a config look-up costs about as much as a replica's tiny operation
+    batch, teacher_forcing, loss, clip = settings.batch_size, settings.teacher_forcing, settings.loss, settings.clip
+    keep_best, val_every, examples = settings.keep == "best_val", settings.val_every, settings.examples
     k = len(replicas)
     stack = ReplicaPaperSeq2Seq(models).to(device)
     src_all, tgt_all, src_len, tgt_len = (t.to(device) for t in stacked([r.train for r in replicas]))
@@ -106,7 +109,7 @@ def pretrain_together(models: list[PaperSeq2Seq], replicas: list[Replica], task:
     generators = [torch.Generator().manual_seed(r.seed) for r in replicas]
     rows = torch.arange(k, device=device).unsqueeze(1)
     opt = torch.optim.Adam(stack.parameters(), lr=settings.lr, fused=True)  # one kernel over K·|θ| (torch ≥ 2.4)
-    steps = -(-settings.examples // settings.batch_size)
+    steps = -(-examples // batch)
     decay = training.schedule(opt, settings.schedule, steps, settings.lr)
     groups = clip_groups_of(stack.named_weights(), settings.get("clip_scope", "model"))
     validate = validate or (lambda net: replica_accuracies(net, [r.val for r in replicas], task, device))
@@ -119,9 +122,6 @@ def pretrain_together(models: list[PaperSeq2Seq], replicas: list[Replica], task:
                 best[i].update(val_accuracy=score, examples=seen, state=stack.state_dict_of(i))
         stack.train()
 
-    # the recipe read once: a config look-up costs about as much as a replica's tiny operation
-    batch, teacher_forcing, loss, clip = settings.batch_size, settings.teacher_forcing, settings.loss, settings.clip
-    keep_best, val_every, examples = settings.keep == "best_val", settings.val_every, settings.examples
     stack.train()
     progress = tqdm(range(steps), desc=f"{desc} ×{k}", unit="step", mininterval=0.5, position=position)
     for step in progress:
@@ -144,9 +144,9 @@ def pretrain_together(models: list[PaperSeq2Seq], replicas: list[Replica], task:
         if keep_best and (step + 1 == steps or seen // val_every > step * batch // val_every):
             check(min(seen, examples))
     for i, (model, record) in enumerate(zip(models, best)):
-        model.load_state_dict(record.pop("state") if settings.keep == "best_val" else stack.state_dict_of(i))
+        model.load_state_dict(record.pop("state") if keep_best else stack.state_dict_of(i))
         model.eval()
-    return best if settings.keep == "best_val" else [None] * k
+    return best if keep_best else [None] * k
 
 
 def replica_accuracies(stack: ReplicaPaperSeq2Seq, pairs: list[data.Pairs], task: DictConfig, device) -> list[float]:
